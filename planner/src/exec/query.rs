@@ -1,0 +1,257 @@
+//! Queries through DataFusion.
+//!
+//! A query is rewritten (views expanded into derived tables), planned by DataFusion's SQL
+//! planner against a session whose tables read through the transaction, optimized,
+//! executed as a stream, and converted batch by batch into rows of [`Datum`]s. Parameters
+//! (`$1`) stay placeholders in the logical plan and are bound per execution.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    Ident, Query, Statement, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use futures::StreamExt;
+use txn::Txn;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::exec::names::{output_names, resolve_names};
+use crate::exec::{Engine, Output, OutputColumn, RowStream};
+use crate::types::{array_datum, datum_to_scalar, Datum, SqlType};
+
+/// Plans a query: returns the session (to execute with) and the logical plan.
+pub(crate) async fn plan(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    catalog: &Arc<Catalog>,
+    statement: Statement,
+) -> Result<(SessionState, LogicalPlan)> {
+    let mut statement = statement;
+    expand_views(&mut statement, catalog)?;
+    let state = engine.query.session(catalog.clone(), txn.clone());
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await?;
+    Ok((state, plan))
+}
+
+/// Parameter types of a plan, `$1` first; unknown ones are text.
+pub(crate) fn param_types(plan: &LogicalPlan) -> Result<Vec<SqlType>> {
+    let types = plan.get_parameter_types()?;
+    let mut numbered: Vec<(usize, SqlType)> = Vec::new();
+    for (name, ty) in types {
+        let n: usize = name
+            .trim_start_matches('$')
+            .parse()
+            .map_err(|_| Error::unsupported(format!("parameter {name}")))?;
+        numbered.push((n, ty.map_or(SqlType::Text, |t| SqlType::from_arrow(&t))));
+    }
+    numbered.sort_by_key(|(n, _)| *n);
+    let count = numbered.last().map_or(0, |(n, _)| *n);
+    let mut out = vec![SqlType::Text; count];
+    for (n, ty) in numbered {
+        out[n - 1] = ty;
+    }
+    Ok(out)
+}
+
+/// Result columns of a planned query, named the PostgreSQL way.
+pub(crate) fn columns(plan: &LogicalPlan, q: Option<&Query>) -> Vec<OutputColumn> {
+    let schema = plan.schema();
+    let planned: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let names = resolve_names(q.and_then(output_names), &planned);
+    schema
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, name)| OutputColumn {
+            name,
+            ty: SqlType::from_arrow(f.data_type()),
+        })
+        .collect()
+}
+
+pub(crate) async fn describe(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    catalog: &Arc<Catalog>,
+    q: &Query,
+) -> Result<(Vec<SqlType>, Vec<OutputColumn>)> {
+    let (_, plan) = plan(engine, txn, catalog, Statement::Query(Box::new(q.clone()))).await?;
+    Ok((param_types(&plan)?, columns(&plan, Some(q))))
+}
+
+pub(crate) async fn execute(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    catalog: &Arc<Catalog>,
+    q: &Query,
+    params: &[Datum],
+) -> Result<Output> {
+    let (state, plan) = plan(engine, txn, catalog, Statement::Query(Box::new(q.clone()))).await?;
+    let columns = columns(&plan, Some(q));
+    let rows = run(&state, plan, params).await?;
+    Ok(Output::Rows {
+        columns,
+        rows,
+        tag: "SELECT".into(),
+    })
+}
+
+/// Binds parameters, optimizes, executes; streams rows.
+pub(crate) async fn run(
+    state: &SessionState,
+    plan: LogicalPlan,
+    params: &[Datum],
+) -> Result<RowStream> {
+    let plan = bind(plan, params)?;
+    let physical = state.create_physical_plan(&plan).await?;
+    let stream = execute_stream(physical, state.task_ctx())?;
+    Ok(Box::pin(stream.map(|batch| {
+        let batch = batch?;
+        batch_rows(&batch)
+    })))
+}
+
+/// Binds `$n` placeholders to values typed as the plan expects.
+pub(crate) fn bind(plan: LogicalPlan, params: &[Datum]) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan);
+    }
+    let types = param_types(&plan)?;
+    let values = params
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let ty = types.get(i).cloned().unwrap_or(SqlType::Text);
+            let d = d.clone().coerce(&ty)?;
+            Ok(datum_to_scalar(&d, &ty))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(plan.with_param_values(ParamValues::List(
+        values.into_iter().map(Into::into).collect(),
+    ))?)
+}
+
+/// Converts a batch into rows.
+pub(crate) fn batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<Datum>>> {
+    let mut rows = vec![Vec::with_capacity(batch.num_columns()); batch.num_rows()];
+    for column in batch.columns() {
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.push(array_datum(column, i)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Collects a whole stream (for DML sources; bounded by the transaction's write limit).
+pub(crate) async fn collect(mut rows: RowStream) -> Result<Vec<Vec<Datum>>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = rows.next().await {
+        out.extend(chunk?);
+    }
+    Ok(out)
+}
+
+/// Replaces references to views with their defining queries as derived tables.
+fn expand_views(statement: &mut Statement, catalog: &Catalog) -> Result<()> {
+    if catalog.views.is_empty() {
+        return Ok(());
+    }
+    struct Expander<'a> {
+        catalog: &'a Catalog,
+        depth: usize,
+        error: Option<Error>,
+    }
+    impl VisitorMut for Expander<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            let TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } = factor
+            else {
+                return ControlFlow::Continue(());
+            };
+            let Ok(table) = super::names::object_name(name) else {
+                return ControlFlow::Continue(());
+            };
+            let Some(view) = self.catalog.views.get(&table) else {
+                return ControlFlow::Continue(());
+            };
+            if self.depth > 32 {
+                self.error = Some(Error::unsupported("views nested more than 32 deep"));
+                return ControlFlow::Break(());
+            }
+            let mut query = match parse_query(&view.sql) {
+                Ok(q) => q,
+                Err(e) => {
+                    self.error = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
+            self.depth += 1;
+            let _ = query.visit(self);
+            self.depth -= 1;
+            let alias = alias.clone().unwrap_or(TableAlias {
+                explicit: false,
+                name: Ident::new(table),
+                columns: vec![],
+                at: None,
+            });
+            let alias = if alias.columns.is_empty() && !view.columns.is_empty() {
+                TableAlias {
+                    columns: view
+                        .columns
+                        .iter()
+                        .map(|c| TableAliasColumnDef {
+                            name: Ident::with_quote('"', c.clone()),
+                            data_type: None,
+                        })
+                        .collect(),
+                    ..alias
+                }
+            } else {
+                alias
+            };
+            *factor = TableFactor::Derived {
+                lateral: false,
+                subquery: Box::new(query),
+                alias: Some(alias),
+                sample: None,
+            };
+            ControlFlow::Continue(())
+        }
+    }
+    let mut expander = Expander {
+        catalog,
+        depth: 0,
+        error: None,
+    };
+    let _ = statement.visit(&mut expander);
+    match expander.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Parses one query.
+pub(crate) fn parse_query(sql: &str) -> Result<Query> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| Error::new(crate::error::sqlstate::SYNTAX_ERROR, e.to_string()))?;
+    match statements.into_iter().next() {
+        Some(Statement::Query(q)) => Ok(*q),
+        _ => Err(Error::internal(format!("not a query: {sql}"))),
+    }
+}

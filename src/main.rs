@@ -1,0 +1,136 @@
+//! `meridian`: the one binary — runs a node, and the tools around it.
+//!
+//! ```text
+//!   meridian start     [--data-dir DIR] [--sql-addr ADDR]     run a node (embedded default)
+//!   meridian sqllogic  [--url URL] FILES…                      run .slt files over the wire
+//! ```
+//!
+//! The node runtime ([`node`]) owns all IO: the RocksDB directory, the SQL listener, the
+//! signal handlers. The protocol and transaction cores below it are driven, not threaded.
+
+mod node;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "meridian",
+    version,
+    about = "A SQL database that spans data centers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: SQL over the PostgreSQL protocol, data in RocksDB.
+    Start {
+        /// Where the node keeps its data.
+        #[arg(long, default_value = "meridian-data")]
+        data_dir: PathBuf,
+        /// Address for PostgreSQL clients.
+        #[arg(long, default_value = "127.0.0.1:5433")]
+        sql_addr: SocketAddr,
+        /// Per-query memory limit in MiB (exceeding it fails the query with 53200).
+        #[arg(long, default_value_t = 256)]
+        query_memory_mib: usize,
+        /// RocksDB block cache size in MiB.
+        #[arg(long, default_value_t = 256)]
+        block_cache_mib: usize,
+    },
+    /// Run sqllogictest files through the wire protocol, against `--url` or a fresh
+    /// node started on a free port.
+    Sqllogic {
+        /// A Postgres-wire endpoint to test (e.g. a real PostgreSQL); default: start a node.
+        #[arg(long)]
+        url: Option<String>,
+        /// Rewrite the expected results of the files (for our own files only).
+        #[arg(long)]
+        complete: bool,
+        /// .slt files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Start {
+            data_dir,
+            sql_addr,
+            query_memory_mib,
+            block_cache_mib,
+        } => runtime.block_on(node::run(node::NodeConfig {
+            data_dir,
+            sql_addr,
+            query_memory_bytes: query_memory_mib << 20,
+            block_cache_bytes: block_cache_mib << 20,
+        })),
+        Command::Sqllogic {
+            url,
+            complete,
+            files,
+        } => runtime.block_on(sqllogic_command(url, complete, files)),
+    }
+}
+
+async fn sqllogic_command(
+    url: Option<String>,
+    complete: bool,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let (url, node) = match url {
+        Some(url) => (url, None),
+        None => {
+            let dir = tempfile_dir()?;
+            let started = node::start_background(node::NodeConfig {
+                data_dir: dir.clone(),
+                sql_addr: "127.0.0.1:0".parse()?,
+                query_memory_bytes: 256 << 20,
+                block_cache_bytes: 64 << 20,
+            })
+            .await?;
+            (
+                format!("postgres://meridian@{}/postgres", started.addr),
+                Some((started, dir)),
+            )
+        }
+    };
+    let summary = sqllogic::run(&sqllogic::RunnerConfig {
+        url,
+        files: sqllogic::expand_files(&files)?,
+        engine_label: "postgresql".into(),
+        complete,
+    })
+    .await?;
+    if let Some((started, dir)) = node {
+        started.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if summary.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("meridian-sqllogic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

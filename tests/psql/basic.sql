@@ -1,0 +1,59 @@
+\set VERBOSITY sqlstate
+CREATE TABLE dept (id INT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE emp (
+    id SERIAL PRIMARY KEY,
+    name VARCHAR(20) NOT NULL,
+    dept_id INT,
+    salary NUMERIC(10,2) CHECK (salary > 0),
+    hired DATE,
+    active BOOLEAN DEFAULT true
+);
+CREATE INDEX emp_dept ON emp (dept_id);
+INSERT INTO dept VALUES (1, 'eng'), (2, 'ops'), (3, 'empty');
+INSERT INTO emp (name, dept_id, salary, hired) VALUES
+  ('ann', 1, 120.5, '2020-01-15'),
+  ('bob', 1, 99.99, '2021-06-01'),
+  ('cy', 2, 80, '2019-03-10'),
+  ('di', NULL, 70.25, '2022-11-30');
+SELECT * FROM emp ORDER BY id;
+SELECT d.name, count(e.id) AS n, sum(e.salary) AS total
+  FROM dept d LEFT JOIN emp e ON e.dept_id = d.id
+  GROUP BY d.name ORDER BY d.name;
+SELECT name FROM emp WHERE dept_id IN (SELECT id FROM dept WHERE name = 'eng') ORDER BY name;
+SELECT name, salary FROM emp e WHERE salary > (SELECT min(salary) FROM emp WHERE dept_id = e.dept_id) ORDER BY 1;
+SELECT name, CASE WHEN salary >= 100 THEN 'high' ELSE 'low' END AS band FROM emp ORDER BY name;
+WITH big AS (SELECT * FROM emp WHERE salary > 75) SELECT count(*) FROM big;
+SELECT name, row_number() OVER (PARTITION BY dept_id ORDER BY salary DESC) AS rk FROM emp WHERE dept_id IS NOT NULL ORDER BY dept_id, rk;
+UPDATE emp SET salary = salary + 10 WHERE dept_id = 1;
+SELECT name, salary FROM emp WHERE dept_id = 1 ORDER BY name;
+DELETE FROM emp WHERE dept_id IN (SELECT id FROM dept WHERE name = 'ops');
+SELECT count(*) FROM emp;
+INSERT INTO emp (name, dept_id, salary) VALUES ('bad', 1, -5);
+INSERT INTO dept VALUES (1, 'dup');
+INSERT INTO dept VALUES (4, 'eng') ON CONFLICT (name) DO NOTHING;
+INSERT INTO dept VALUES (1, 'eng2') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name RETURNING id, name;
+BEGIN;
+UPDATE emp SET active = false WHERE name = 'ann';
+SELECT name, active FROM emp WHERE name = 'ann';
+ROLLBACK;
+SELECT name, active FROM emp WHERE name = 'ann';
+BEGIN;
+INSERT INTO dept VALUES (9, 'tmp');
+SELECT 1 / 0;
+SELECT 1;
+COMMIT;
+SELECT count(*) FROM dept WHERE id = 9;
+CREATE VIEW eng AS SELECT e.name, e.salary FROM emp e JOIN dept d ON d.id = e.dept_id WHERE d.name = 'eng2';
+SELECT * FROM eng ORDER BY name;
+ALTER TABLE dept ADD COLUMN budget BIGINT;
+UPDATE dept SET budget = 1000 WHERE id = 2;
+SELECT * FROM dept ORDER BY id;
+TRUNCATE emp;
+SELECT count(*) FROM emp;
+SELECT 7 / 2 AS q, -7 / 2 AS nq, 2 ^ 10 AS p, 10 % 3 AS m;
+SELECT 'a' || 'b' AS s, length('hello') AS l, upper('x') AS u;
+DROP VIEW eng;
+DROP TABLE emp;
+DROP TABLE IF EXISTS emp;
+DROP TABLE dept;
+SELECT * FROM dept;

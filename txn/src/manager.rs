@@ -1,0 +1,543 @@
+//! The transaction manager: the transaction interface the SQL layer uses.
+//!
+//! ```text
+//!   begin ──▶ read_version = durable watermark (every acknowledged commit is ≤ it)
+//!   get/scan ──▶ snapshot reads at read_version, spans recorded     (no locks)
+//!   get_for_update/put/delete ──▶ exclusive lock (wound-wait), latest value, buffered write
+//!   commit ──▶ sequencer: validate spans ▸ choose version ▸ record ▸ submit to group commit
+//!          ──▶ await fdatasync ──▶ advance watermark ──▶ release locks ──▶ acknowledge
+//! ```
+//!
+//! Isolation is serializable, and strictly so: a read-write transaction is serialized at
+//! its commit version (its locked keys cannot change before it; its snapshot reads are
+//! validated to be unchanged up to it), a read-only transaction at its read version (a
+//! snapshot that holds every commit acknowledged before it began).
+//!
+//! The manager owns one mutex around the pure cores: the [`LockTable`], the
+//! [`RecentWrites`] used for validation and the [`HybridClock`]. Decisions (validate,
+//! choose version, record, submit) happen under it, so they are totally ordered, and
+//! batches reach the group committer in version order; hence the durable watermark is
+//! simply the highest version whose commit has resolved.
+//!
+//! Wounds: when an older transaction wounds a younger one, the younger one is aborted on the
+//! spot — its locks are released immediately (its writes are only buffered, so nothing needs
+//! undoing) and its next operation fails with [`Error::Wounded`]. A transaction that has
+//! entered its commit cannot be wounded; the older one waits for it, which is bounded.
+//!
+//! Caveats: old versions are never garbage-collected yet; a storage error during a commit
+//! is returned to that client but leaves the node's state for the operator.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use kv::{Store, Version};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::clock::{HybridClock, PhysicalClock};
+use crate::commit::{decide, CommitRecord, Outcome, Vote};
+use crate::error::{Error, Result};
+use crate::locks::{Acquire, LockMode, LockTable, TxnId};
+use crate::validation::{ReadSpan, RecentWrites};
+
+/// Upper bound on one transaction's buffered writes (keys + values), in bytes.
+pub const WRITE_SET_BYTES_MAX: usize = 256 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Active,
+    Committing,
+    Wounded,
+}
+
+struct Entry {
+    status: Status,
+    read_version: Version,
+    /// Wakes the transaction's pending lock request (granted or wounded).
+    waker: Option<oneshot::Sender<()>>,
+}
+
+struct Core {
+    clock: HybridClock,
+    locks: LockTable,
+    recent: RecentWrites,
+    txns: HashMap<TxnId, Entry>,
+    /// Read versions of live transactions (a multiset), for pruning `recent`.
+    live_reads: BTreeMap<Version, usize>,
+    /// The highest commit version decided so far.
+    last_decided: Version,
+}
+
+impl Core {
+    /// Aborts a wounded transaction unless it is already committing.
+    fn wound(&mut self, victim: TxnId) {
+        let Some(entry) = self.txns.get_mut(&victim) else {
+            return;
+        };
+        if entry.status != Status::Active {
+            return;
+        }
+        entry.status = Status::Wounded;
+        let waker = entry.waker.take();
+        let granted = self.locks.release_all(victim);
+        if let Some(waker) = waker {
+            let _ = waker.send(());
+        }
+        self.wake(granted);
+    }
+
+    fn wake(&mut self, granted: Vec<TxnId>) {
+        for txn in granted {
+            if let Some(waker) = self.txns.get_mut(&txn).and_then(|e| e.waker.take()) {
+                let _ = waker.send(());
+            }
+        }
+    }
+
+    fn status(&self, txn: TxnId) -> Status {
+        self.txns.get(&txn).map_or(Status::Wounded, |e| e.status)
+    }
+
+    /// Removes a finished transaction, releasing its locks.
+    fn finish(&mut self, txn: TxnId) {
+        if let Some(entry) = self.txns.remove(&txn) {
+            if let Some(n) = self.live_reads.get_mut(&entry.read_version) {
+                *n -= 1;
+                if *n == 0 {
+                    self.live_reads.remove(&entry.read_version);
+                }
+            }
+        }
+        let granted = self.locks.release_all(txn);
+        self.wake(granted);
+    }
+}
+
+/// Counters for tests, `SHOW` and benchmarks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TxnStats {
+    pub committed: u64,
+    pub aborted: u64,
+    pub wounded: u64,
+}
+
+/// Begins, runs and commits transactions against one node's store.
+pub struct TxnManager {
+    store: Arc<Store>,
+    physical: Arc<dyn PhysicalClock>,
+    core: Mutex<Core>,
+    /// Highest version such that every commit at or below it is durable and visible.
+    watermark: AtomicU64,
+    committed: AtomicU64,
+    aborted: AtomicU64,
+    wounded: AtomicU64,
+}
+
+impl TxnManager {
+    pub fn new(store: Arc<Store>, physical: Arc<dyn PhysicalClock>) -> Result<Arc<Self>> {
+        let last = store.mvcc().last_committed_version()?;
+        Ok(Arc::new(TxnManager {
+            store,
+            core: Mutex::new(Core {
+                clock: HybridClock::new(last.max(physical.now_micros())),
+                locks: LockTable::new(),
+                recent: RecentWrites::new(),
+                txns: HashMap::new(),
+                live_reads: BTreeMap::new(),
+                last_decided: last,
+            }),
+            physical,
+            watermark: AtomicU64::new(last),
+            committed: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+            wounded: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Begins a transaction reading the snapshot of every acknowledged commit.
+    pub fn begin(self: &Arc<Self>) -> Txn {
+        let read_version = self.watermark.load(Ordering::Acquire);
+        let mut core = self.core.lock();
+        let id = core.clock.tick(self.physical.now_micros());
+        core.txns.insert(
+            id,
+            Entry {
+                status: Status::Active,
+                read_version,
+                waker: None,
+            },
+        );
+        *core.live_reads.entry(read_version).or_default() += 1;
+        Txn {
+            id,
+            read_version,
+            manager: self.clone(),
+            state: Mutex::new(TxnState::default()),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    pub fn stats(&self) -> TxnStats {
+        TxnStats {
+            committed: self.committed.load(Ordering::Relaxed),
+            aborted: self.aborted.load(Ordering::Relaxed),
+            wounded: self.wounded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Number of keys with lock holders or waiters.
+    pub fn locked_keys(&self) -> usize {
+        self.core.lock().locks.len()
+    }
+
+    fn check_active(&self, txn: TxnId) -> Result<()> {
+        match self.core.lock().status(txn) {
+            Status::Active => Ok(()),
+            Status::Wounded => Err(Error::Wounded),
+            Status::Committing => Err(Error::Aborted),
+        }
+    }
+
+    async fn lock(&self, txn: TxnId, key: &[u8], mode: LockMode) -> Result<()> {
+        let rx = {
+            let mut core = self.core.lock();
+            match core.status(txn) {
+                Status::Active => {}
+                Status::Wounded => return Err(Error::Wounded),
+                Status::Committing => return Err(Error::Aborted),
+            }
+            match core.locks.acquire(txn, key, mode) {
+                Acquire::Granted => return Ok(()),
+                Acquire::Queued { wound } => {
+                    for victim in wound {
+                        self.wounded.fetch_add(1, Ordering::Relaxed);
+                        core.wound(victim);
+                    }
+                    if !core.locks.is_waiting(txn) {
+                        return Ok(());
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    core.txns
+                        .get_mut(&txn)
+                        .expect("active txn has an entry")
+                        .waker = Some(tx);
+                    rx
+                }
+            }
+        };
+        // If this future is dropped (statement cancelled), withdraw the request.
+        let guard = WaitGuard { manager: self, txn };
+        let _ = rx.await;
+        std::mem::forget(guard);
+        let core = self.core.lock();
+        match core.status(txn) {
+            Status::Active => {
+                debug_assert!(!core.locks.is_waiting(txn));
+                Ok(())
+            }
+            _ => Err(Error::Wounded),
+        }
+    }
+
+    /// The sequencer step: validate, choose a version, record, submit.
+    fn decide_and_submit(
+        &self,
+        record: CommitRecord,
+    ) -> Result<Option<(Version, oneshot::Receiver<kv::Result<()>>)>> {
+        let mut core = self.core.lock();
+        match core.status(record.txn) {
+            Status::Active => {}
+            _ => return Err(Error::Wounded),
+        }
+        let vote = match core.recent.validate(&record.reads, record.read_version) {
+            Err(conflict) => Vote::Abort {
+                reason: format!(
+                    "key {:?} changed at version {}",
+                    conflict.key, conflict.version
+                ),
+            },
+            Ok(()) => Vote::Commit {
+                version: core.clock.tick(self.physical.now_micros()),
+            },
+        };
+        match decide(&[vote], 1).expect("one vote decides one data center") {
+            Outcome::Aborted { reason } => {
+                tracing::debug!(txn = record.txn, %reason, "validation failed");
+                Err(Error::Conflict)
+            }
+            Outcome::Committed { .. } if record.writes.is_empty() => Ok(None),
+            Outcome::Committed { version } => {
+                assert!(
+                    version > record.read_version && version > core.last_decided,
+                    "commit version {version} must be above everything read or written"
+                );
+                core.last_decided = version;
+                core.txns.get_mut(&record.txn).expect("entry").status = Status::Committing;
+                let keys = record.writes.iter().map(|(k, _)| k.clone()).collect();
+                core.recent.record(version, keys);
+                let rx = self.store.commit(version, record.writes);
+                Ok(Some((version, rx)))
+            }
+        }
+    }
+
+    fn end(&self, txn: TxnId, committed: bool) {
+        let mut core = self.core.lock();
+        if core.status(txn) == Status::Wounded {
+            self.aborted.fetch_add(1, Ordering::Relaxed);
+        } else if committed {
+            self.committed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.aborted.fetch_add(1, Ordering::Relaxed);
+        }
+        core.finish(txn);
+        let horizon = core
+            .live_reads
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(u64::MAX)
+            .min(self.watermark.load(Ordering::Acquire));
+        core.recent.prune(horizon);
+    }
+}
+
+/// Withdraws a pending lock request when its waiting future is dropped.
+struct WaitGuard<'a> {
+    manager: &'a TxnManager,
+    txn: TxnId,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let mut core = self.manager.core.lock();
+        if let Some(entry) = core.txns.get_mut(&self.txn) {
+            entry.waker = None;
+        }
+        let granted = core.locks.cancel_wait(self.txn);
+        core.wake(granted);
+    }
+}
+
+#[derive(Default)]
+struct TxnState {
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    write_bytes: usize,
+    reads: Vec<ReadSpan>,
+    locked_reads: bool,
+}
+
+/// One chunk of a scan.
+#[derive(Debug, Default)]
+pub struct ScanChunk {
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where to continue, if the range may hold more rows.
+    pub resume: Option<Vec<u8>>,
+}
+
+/// A transaction. Cheap to share (`Arc<Txn>`) between the tasks of one statement.
+/// Dropping it without committing rolls it back.
+pub struct Txn {
+    id: TxnId,
+    read_version: Version,
+    manager: Arc<TxnManager>,
+    state: Mutex<TxnState>,
+    finished: AtomicBool,
+}
+
+impl Txn {
+    pub fn id(&self) -> TxnId {
+        self.id
+    }
+
+    pub fn read_version(&self) -> Version {
+        self.read_version
+    }
+
+    /// Fails with [`Error::Wounded`] if an older transaction has aborted this one.
+    pub fn check_active(&self) -> Result<()> {
+        if self.finished.load(Ordering::Acquire) {
+            return Err(Error::Aborted);
+        }
+        self.manager.check_active(self.id)
+    }
+
+    /// Snapshot read of one key (own writes first).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_active()?;
+        if let Some(own) = self.state.lock().writes.get(key) {
+            return Ok(own.clone());
+        }
+        let found = self.manager.store.mvcc().get(key, self.read_version)?;
+        self.state.lock().reads.push(ReadSpan::point(key));
+        Ok(found.and_then(|c| c.value))
+    }
+
+    /// Snapshot scan of `[start, end)` merged with own writes, at most `limit` rows.
+    pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanChunk> {
+        assert!(limit > 0, "scan limit must be positive");
+        self.check_active()?;
+        let rows = self
+            .manager
+            .store
+            .mvcc()
+            .scan(start, end, self.read_version, limit)?;
+        // The part of the range this chunk has examined.
+        let store_full = rows.len() == limit;
+        let examined_end: Option<Vec<u8>> = if store_full {
+            let mut next = rows.last().expect("limit > 0").0.clone();
+            next.push(0);
+            Some(next)
+        } else {
+            end.map(<[u8]>::to_vec)
+        };
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            rows.into_iter().map(|(k, _, v)| (k, v)).collect();
+        let mut state = self.state.lock();
+        let upper = match &examined_end {
+            Some(e) => Bound::Excluded(e.clone()),
+            None => Bound::Unbounded,
+        };
+        for (key, value) in state.writes.range((Bound::Included(start.to_vec()), upper)) {
+            match value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = merged.into_iter().collect();
+        let (span_end, resume) = if rows.len() > limit {
+            rows.truncate(limit);
+            let mut next = rows.last().expect("limit > 0").0.clone();
+            next.push(0);
+            (Some(next.clone()), Some(next))
+        } else if store_full {
+            (examined_end.clone(), examined_end)
+        } else {
+            (examined_end, None)
+        };
+        state.reads.push(ReadSpan {
+            start: start.to_vec(),
+            end: span_end,
+        });
+        Ok(ScanChunk { rows, resume })
+    }
+
+    /// Locks `key` exclusively and reads its latest committed value (own writes first).
+    /// Fails with a conflict if the key changed after this transaction's snapshot and the
+    /// transaction already looked at it unlocked (its earlier reads would be stale).
+    pub async fn get_for_update(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.lock_key(key, LockMode::Exclusive).await?;
+        {
+            let mut state = self.state.lock();
+            state.locked_reads = true;
+            if let Some(own) = state.writes.get(key) {
+                return Ok(own.clone());
+            }
+        }
+        let latest = self.manager.store.mvcc().latest(key)?;
+        if let Some(c) = &latest {
+            let seen = self.state.lock().reads.iter().any(|s| s.contains(key));
+            if c.version > self.read_version && seen {
+                return Err(Error::Conflict);
+            }
+        }
+        Ok(latest.and_then(|c| c.value))
+    }
+
+    /// Acquires a lock on `key` until the transaction ends.
+    pub async fn lock_key(&self, key: &[u8], mode: LockMode) -> Result<()> {
+        if self.finished.load(Ordering::Acquire) {
+            return Err(Error::Aborted);
+        }
+        self.manager.lock(self.id, key, mode).await
+    }
+
+    /// Buffers a write of `key` (None deletes), locking it exclusively first.
+    pub async fn put(&self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {
+        self.lock_key(key, LockMode::Exclusive).await?;
+        let mut state = self.state.lock();
+        let size = key.len() + value.as_ref().map_or(0, Vec::len);
+        if state.write_bytes + size > WRITE_SET_BYTES_MAX {
+            return Err(Error::WriteSetTooLarge {
+                limit_bytes: WRITE_SET_BYTES_MAX,
+            });
+        }
+        state.write_bytes += size;
+        state.writes.insert(key.to_vec(), value);
+        Ok(())
+    }
+
+    /// Whether the transaction has buffered writes in `[start, end)`.
+    pub fn has_write_in(&self, start: &[u8], end: &[u8]) -> bool {
+        self.state
+            .lock()
+            .writes
+            .range(start.to_vec()..end.to_vec())
+            .next()
+            .is_some()
+    }
+
+    /// Whether the transaction has buffered writes.
+    pub fn has_writes(&self) -> bool {
+        !self.state.lock().writes.is_empty()
+    }
+
+    /// Commits. Returns the commit version, or None for a transaction that wrote nothing.
+    /// On error the transaction is rolled back.
+    pub async fn commit(&self) -> Result<Option<Version>> {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return Err(Error::Aborted);
+        }
+        let state = std::mem::take(&mut *self.state.lock());
+        if state.writes.is_empty() && !state.locked_reads {
+            // A read-only snapshot transaction is serialized at its read version.
+            let active = self.manager.check_active(self.id);
+            self.manager.end(self.id, active.is_ok());
+            return active.map(|_| None);
+        }
+        let record = CommitRecord {
+            txn: self.id,
+            read_version: self.read_version,
+            reads: state.reads,
+            writes: state.writes.into_iter().collect(),
+        };
+        let decided = self.manager.decide_and_submit(record);
+        let (version, rx) = match decided {
+            Ok(Some(pending)) => pending,
+            Ok(None) => {
+                self.manager.end(self.id, true);
+                return Ok(None);
+            }
+            Err(e) => {
+                self.manager.end(self.id, false);
+                return Err(e);
+            }
+        };
+        let durable = rx.await.unwrap_or(Err(kv::Error::Closed));
+        if durable.is_ok() {
+            self.manager.watermark.fetch_max(version, Ordering::AcqRel);
+        }
+        self.manager.end(self.id, durable.is_ok());
+        durable?;
+        Ok(Some(version))
+    }
+
+    /// Aborts the transaction, discarding its writes and releasing its locks.
+    pub fn rollback(&self) {
+        if !self.finished.swap(true, Ordering::AcqRel) {
+            self.manager.end(self.id, false);
+        }
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}
