@@ -37,7 +37,7 @@ if [[ ! -f "$dir/PG_VERSION" ]]; then
   [[ $(id -u) -eq 0 ]] && chown postgres: "$dir"
   as_pg "'$bindir/initdb' -D '$dir' -U postgres --auth=trust --no-sync -E UTF8 --locale=C.UTF-8" >/dev/null
 fi
-as_pg "'$bindir/pg_ctl' -D '$dir' -o '-p $port -k /tmp -c fsync=off -c timezone=UTC' -l '$dir.log' -w -t 60 start" >/dev/null
+as_pg "'$bindir/pg_ctl' -D '$dir' -o '-p $port -k /tmp -c fsync=off -c jit=off -c timezone=UTC' -l '$dir.log' -w -t 60 start" >/dev/null
 for _ in $(seq 1 50); do
   ready && { echo "$url"; exit 0; }
   sleep 0.2

@@ -221,8 +221,13 @@ where
             send_execution_response(client, Tag::new(&tag)).await?;
             Ok(true)
         }
-        Ok(Reply::Notice { tag, message, .. }) => {
-            let info = ErrorInfo::new("WARNING".into(), "25001".into(), message);
+        Ok(Reply::Notice {
+            tag,
+            severity,
+            code,
+            message,
+        }) => {
+            let info = ErrorInfo::new(severity.into(), code.into(), message);
             client
                 .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
                     info,
@@ -509,7 +514,7 @@ impl ExtendedQueryHandler for Handlers {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        let name = message.name.as_deref().unwrap_or("");
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
         let portal = match client.portal_store().get_portal(name) {
             Some(pgwire::api::store::Entry::Value(p)) => p,
             Some(pgwire::api::store::Entry::Empty) => {
@@ -572,6 +577,105 @@ impl ExtendedQueryHandler for Handlers {
         if !ok {
             // Like any extended-protocol error: skip to Sync.
             client.set_state(PgWireConnectionState::AwaitingSync);
+        }
+        Ok(())
+    }
+
+    /// Like pgwire's, but feeds BindComplete instead of flushing it: the client gets one
+    /// packet per Sync, not one per message (this halves the round trips of a prepared
+    /// point query).
+    async fn on_bind<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Bind,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message
+            .statement_name
+            .as_deref()
+            .unwrap_or(pgwire::api::DEFAULT_NAME);
+        let portal_name = message
+            .portal_name
+            .as_deref()
+            .unwrap_or(pgwire::api::DEFAULT_NAME);
+        match client.portal_store().get_statement(statement_name) {
+            Some(pgwire::api::store::Entry::Value(statement)) => {
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(pgwire::api::store::Entry::Empty) => {
+                client.portal_store().put_empty_portal(portal_name);
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        client
+            .feed(PgWireBackendMessage::BindComplete(
+                pgwire::messages::extendedquery::BindComplete::new(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Like pgwire's, but feeds the description instead of flushing each message.
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::store::Entry;
+        use pgwire::messages::data::{NoData, ParameterDescription};
+        use pgwire::messages::extendedquery::{
+            TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+        };
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let (params, fields): (Option<Vec<Type>>, Vec<FieldInfo>) = match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(stmt)) => {
+                    let r = self.do_describe_statement(client, &stmt).await?;
+                    (Some(r.parameters), r.fields)
+                }
+                Some(Entry::Empty) => (Some(Vec::new()), Vec::new()),
+                None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+            },
+            TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) => {
+                    (None, self.do_describe_portal(client, &portal).await?.fields)
+                }
+                Some(Entry::Empty) => (None, Vec::new()),
+                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+            },
+            other => return Err(PgWireError::InvalidTargetType(other)),
+        };
+        if let Some(params) = params {
+            client
+                .feed(PgWireBackendMessage::ParameterDescription(
+                    ParameterDescription::new(params.iter().map(|t| t.oid()).collect()),
+                ))
+                .await?;
+        }
+        if fields.is_empty() {
+            client
+                .feed(PgWireBackendMessage::NoData(NoData::new()))
+                .await?;
+        } else {
+            client
+                .feed(PgWireBackendMessage::RowDescription(
+                    pgwire::messages::data::RowDescription::new(
+                        fields.iter().map(Into::into).collect(),
+                    ),
+                ))
+                .await?;
         }
         Ok(())
     }

@@ -42,8 +42,9 @@ pub enum Reply {
     /// A statement answered with a notice (e.g. BEGIN inside a block).
     Notice {
         tag: String,
+        severity: &'static str,
+        code: &'static str,
         message: String,
-        begin: bool,
     },
 }
 
@@ -227,6 +228,12 @@ impl Session {
             // For RETURNING the rows are already computed and the tag counts them.
             Output::Rows { columns, rows, tag } => Ok(Reply::Rows { columns, rows, tag }),
             Output::Command(tag) => Ok(Reply::Command(tag)),
+            Output::Notice { tag, message } => Ok(Reply::Notice {
+                tag,
+                severity: "NOTICE",
+                code: "00000",
+                message,
+            }),
         }
     }
 
@@ -236,11 +243,11 @@ impl Session {
             Statement::StartTransaction { modes, .. } => {
                 check_modes(modes)?;
                 if self.txn.is_some() {
-                    Reply::Notice {
-                        tag: "BEGIN".into(),
-                        message: "there is already a transaction in progress".into(),
-                        begin: true,
-                    }
+                    warning(
+                        "BEGIN",
+                        "25001",
+                        "there is already a transaction in progress",
+                    )
                 } else {
                     self.txn = Some(Arc::new(self.engine.txns.begin()));
                     self.failed = false;
@@ -248,11 +255,7 @@ impl Session {
                 }
             }
             Statement::Commit { .. } => match self.txn.take() {
-                None => Reply::Notice {
-                    tag: "COMMIT".into(),
-                    message: "there is no transaction in progress".into(),
-                    begin: false,
-                },
+                None => warning("COMMIT", "25P01", "there is no transaction in progress"),
                 Some(txn) if self.failed => {
                     self.failed = false;
                     txn.rollback();
@@ -266,11 +269,7 @@ impl Session {
             Statement::Rollback {
                 savepoint: None, ..
             } => match self.txn.take() {
-                None => Reply::Notice {
-                    tag: "ROLLBACK".into(),
-                    message: "there is no transaction in progress".into(),
-                    begin: false,
-                },
+                None => warning("ROLLBACK", "25P01", "there is no transaction in progress"),
                 Some(txn) => {
                     self.failed = false;
                     txn.rollback();
@@ -427,6 +426,15 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+fn warning(tag: &str, code: &'static str, message: &str) -> Reply {
+    Reply::Notice {
+        tag: tag.into(),
+        severity: "WARNING",
+        code,
+        message: message.into(),
     }
 }
 

@@ -14,6 +14,9 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 /// Override with `SQLLOGIC_STATEMENT_TIMEOUT_SECS`.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The start of the error a timed-out statement fails with.
+pub const TIMEOUT_MESSAGE: &str = "statement timed out after";
+
 /// The column types the record being run expects (`query IRT` -> I, R, T). The runner sets
 /// them before each record; every connection of a file shares them.
 pub type ExpectedTypes = Arc<Mutex<Vec<DefaultColumnType>>>;
@@ -77,10 +80,7 @@ impl PgDb {
     async fn reconnect(&mut self) -> Result<(), PgError> {
         self.close().await;
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
-        self.conn_task = Some(tokio::spawn(async move {
-            // Errors surface through the client's futures.
-            let _ = connection.await;
-        }));
+        self.conn_task = Some(spawn_connection(connection));
         self.client = Some(client);
         Ok(())
     }
@@ -94,6 +94,19 @@ impl PgDb {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
+}
+
+/// Drives a connection until it closes. Notices (`DROP ... IF EXISTS` of a missing table
+/// sends one) are dropped instead of logged; errors surface through the client.
+pub fn spawn_connection<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(_)) = futures::StreamExt::next(&mut messages).await {}
+    })
 }
 
 fn statement_timeout() -> Duration {
@@ -121,7 +134,7 @@ impl AsyncDB for PgDb {
                 self.client = None;
                 self.conn_task.take();
                 return Err(PgError {
-                    message: format!("statement timed out after {:?}", self.timeout),
+                    message: format!("{TIMEOUT_MESSAGE} {:?}", self.timeout),
                     sqlstate: None,
                 });
             }

@@ -124,7 +124,10 @@ async fn create_table(txn: &Arc<Txn>, catalog: &Catalog, ct: &CreateTable) -> Re
     }
     if catalog.relation_exists(&name) {
         if ct.if_not_exists {
-            return Ok(Output::Command("CREATE TABLE".into()));
+            return Ok(Output::Notice {
+                tag: "CREATE TABLE".into(),
+                message: format!("relation \"{name}\" already exists, skipping"),
+            });
         }
         return Err(already_exists("relation", &name));
     }
@@ -276,7 +279,10 @@ async fn create_index(txn: &Arc<Txn>, catalog: &Catalog, ci: &CreateIndex) -> Re
             .any(|t| t.indexes.iter().any(|i| i.name == name) || t.primary_key_name == name);
     if exists {
         if ci.if_not_exists {
-            return Ok(Output::Command("CREATE INDEX".into()));
+            return Ok(Output::Notice {
+                tag: "CREATE INDEX".into(),
+                message: format!("relation \"{name}\" already exists, skipping"),
+            });
         }
         return Err(already_exists("relation", &name));
     }
@@ -344,6 +350,7 @@ async fn drop(
         other => return Err(Error::unsupported(format!("DROP {other}"))),
     };
     let writer = CatalogWriter::begin(txn).await?;
+    let mut notices = Vec::new();
     for name in names {
         let name = object_name(name)?;
         match object_type {
@@ -358,7 +365,9 @@ async fn drop(
             },
             ObjectType::View => match catalog.views.get(&name) {
                 Some(_) => writer.delete_view(&name).await?,
-                None if if_exists => {}
+                None if if_exists => {
+                    notices.push(format!("view \"{name}\" does not exist, skipping"))
+                }
                 None => return Err(missing("view", &name)),
             },
             _ => {
@@ -378,13 +387,22 @@ async fn drop(
                         delete_prefix(txn, &table.index_prefix(index.id)).await?;
                         writer.put_table(&table).await?;
                     }
-                    None if if_exists => {}
+                    None if if_exists => {
+                        notices.push(format!("index \"{name}\" does not exist, skipping"))
+                    }
                     None => return Err(missing("index", &name)),
                 }
             }
         }
     }
-    Ok(Output::Command(tag.into()))
+    if notices.is_empty() {
+        Ok(Output::Command(tag.into()))
+    } else {
+        Ok(Output::Notice {
+            tag: tag.into(),
+            message: notices.join("\n"),
+        })
+    }
 }
 
 fn missing(kind: &str, name: &str) -> Error {
@@ -404,7 +422,10 @@ async fn alter_table(
     let name = object_name(&at.name)?;
     let Some(existing) = catalog.tables.get(&name) else {
         if at.if_exists {
-            return Ok(Output::Command("ALTER TABLE".into()));
+            return Ok(Output::Notice {
+                tag: "ALTER TABLE".into(),
+                message: format!("relation \"{name}\" does not exist, skipping"),
+            });
         }
         return Err(missing("relation", &name));
     };

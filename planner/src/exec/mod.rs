@@ -54,6 +54,8 @@ pub enum Output {
     },
     /// A command tag such as `INSERT 0 3`, `CREATE TABLE`.
     Command(String),
+    /// A command tag preceded by a NOTICE (e.g. `DROP TABLE IF EXISTS` of a missing table).
+    Notice { tag: String, message: String },
 }
 
 /// A statement analysed once and executed many times.

@@ -433,6 +433,8 @@ fn parse_datetime(input: &str) -> Result<Parsed, DtError> {
                 b"ad" => {}
                 b"am" => meridian = Some(false),
                 b"pm" => meridian = Some(true),
+                // A word after a date or time is a zone name; alone it is garbage.
+                _ if ymd.is_none() && hms.is_none() => return Err(DtError::Syntax),
                 other => {
                     return Err(DtError::BadZone(
                         String::from_utf8_lossy(other).into_owned(),

@@ -147,7 +147,7 @@ fn encode_u128(buf: &mut Vec<u8>, v: u128) {
 fn decode_u128(dec: &mut Decoder) -> Result<u128, TypeError> {
     let hi = dec.decode_u64()?;
     let lo = dec.decode_u64()?;
-    Ok(u128::from(hi) << 64 | u128::from(lo))
+    Ok((u128::from(hi) << 64) | u128::from(lo))
 }
 
 fn encode_numeric(buf: &mut Vec<u8>, d: &Decimal) {

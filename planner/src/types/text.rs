@@ -284,7 +284,7 @@ fn parse_bytea(input: &str) -> Result<Vec<u8>, TypeError> {
                     ))
                 }
             };
-            out.push(hi << 4 | lo);
+            out.push((hi << 4) | lo);
             i += 2;
         }
         return Ok(out);
@@ -301,7 +301,7 @@ fn parse_bytea(input: &str) -> Result<Vec<u8>, TypeError> {
         } else if let Some(oct) = b.get(i + 1..i + 4).filter(|o| {
             (b'0'..=b'3').contains(&o[0]) && o[1..].iter().all(|c| (b'0'..=b'7').contains(c))
         }) {
-            out.push((oct[0] - b'0') << 6 | (oct[1] - b'0') << 3 | (oct[2] - b'0'));
+            out.push(((oct[0] - b'0') << 6) | ((oct[1] - b'0') << 3) | (oct[2] - b'0'));
             i += 4;
         } else {
             return Err(TypeError::invalid_text(&SqlType::Bytea, input));

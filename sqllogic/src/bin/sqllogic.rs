@@ -3,7 +3,13 @@
 
 use clap::Parser;
 
-/// Run sqllogictest files against a Postgres-wire server.
+/// Run sqllogictest files against a Postgres-wire server (without --url:
+/// postgres://postgres@127.0.0.1:5433/postgres, Meridian's default address).
+///
+/// Prints `PASS path (N records)` or `FAIL path (K of N records failed): first error` per
+/// file and `N passed, N failed`. SQLLOGIC_VERBOSE=1 prints every failure to stderr;
+/// SQLLOGIC_NO_SKIPS=1 disables the PostgreSQL skip list for SQLite's corpus;
+/// SQLLOGIC_STATEMENT_TIMEOUT_SECS (default 120) bounds each statement.
 #[derive(Debug, Parser)]
 #[command(name = "sqllogic", version)]
 struct Cli {

@@ -103,8 +103,8 @@ pub(super) fn random_datum(rng: &mut Rng, ty: &SqlType) -> Datum {
         SqlType::Numeric {
             precision: None, ..
         } => {
-            let mantissa =
-                (u128::from(rng.next()) << 32 | u128::from(rng.next() >> 32)) >> (rng.next() % 97);
+            let mantissa = ((u128::from(rng.next()) << 32) | u128::from(rng.next() >> 32))
+                >> (rng.next() % 97);
             let scale = (rng.next() % 29) as u32;
             let mut d = Decimal::from_i128_with_scale(mantissa as i128, scale);
             d.set_sign_negative(rng.chance(2) && !d.is_zero());

@@ -144,7 +144,7 @@ fn pg_identity_of_every_type() {
             1700,
             "numeric(12,2)",
             -1,
-            (12 << 16 | 2) + 4,
+            ((12 << 16) | 2) + 4,
         ),
         (SqlType::Text, 25, "text", -1, -1),
         (
