@@ -4,6 +4,8 @@
 # The node prints its connection string (default postgres://127.0.0.1:5433/postgres).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# rustup's default location, for shells that have not sourced ~/.cargo/env.
+[[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 # Build output lives outside the clone.

@@ -10,6 +10,8 @@
 # the last line is `N passed, N failed` over the steps. Exit status 0 only if all passed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# rustup's default location, for shells that have not sourced ~/.cargo/env.
+[[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 

@@ -360,7 +360,9 @@ async fn drop(
                     writer.delete_table(&name).await?;
                     engine.sequences.forget(table.id);
                 }
-                None if if_exists => {}
+                None if if_exists => {
+                    notices.push(format!("table \"{name}\" does not exist, skipping"))
+                }
                 None => return Err(missing("table", &name)),
             },
             ObjectType::View => match catalog.views.get(&name) {

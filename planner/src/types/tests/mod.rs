@@ -38,7 +38,7 @@ impl Rng {
     }
 
     pub(super) fn chance(&mut self, one_in: u64) -> bool {
-        self.next() % one_in == 0
+        self.next().is_multiple_of(one_in)
     }
 
     /// An i64 biased towards small magnitudes and the extremes.
