@@ -10,5 +10,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 # Build output lives outside the clone.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/meridian/target}"
-cargo build --release
+cargo build --release --workspace --all-targets
 exec "$CARGO_TARGET_DIR/release/meridian" start "$@"

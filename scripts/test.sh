@@ -58,7 +58,7 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings
 step test cargo test --release --workspace
 build_failed_before=$failed
-step build cargo build --release --workspace --bins
+step build cargo build --release --workspace --all-targets
 # Stale binaries from an earlier build must not stand in for a failed one.
 build_ok=1
 [[ $failed -gt $build_failed_before ]] && build_ok=0

@@ -140,7 +140,7 @@ pub fn classify_datafusion(e: DataFusionError) -> Error {
             };
         }
     }
-    let message = strip_datafusion_prefixes(&e.to_string());
+    let message = postgres_message(&strip_datafusion_prefixes(&e.to_string()));
     let lower = message.to_lowercase();
     let code = match &e {
         DataFusionError::SQL(..) => sqlstate::SYNTAX_ERROR,
@@ -177,6 +177,24 @@ pub fn classify_datafusion(e: DataFusionError) -> Error {
         _ => sqlstate::INTERNAL_ERROR,
     };
     Error::new(code, message)
+}
+
+/// Rewrites DataFusion's wording of common errors into PostgreSQL's.
+fn postgres_message(m: &str) -> String {
+    let lower = m.to_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        return "division by zero".into();
+    }
+    if lower.contains("scalar subquery returned more than one row") {
+        return "more than one row returned by a subquery used as an expression".into();
+    }
+    if let Some(rest) = m.strip_prefix("table '") {
+        if let Some(name) = rest.strip_suffix("' not found") {
+            let table = name.rsplit('.').next().unwrap_or(name);
+            return format!("relation \"{table}\" does not exist");
+        }
+    }
+    m.to_string()
 }
 
 /// DataFusion prefixes messages with its error kind ("Error during planning: …"); clients

@@ -22,6 +22,7 @@ pub mod error;
 pub mod exec;
 pub mod provider;
 pub mod sequence;
+pub mod subquery;
 pub mod table;
 pub mod types;
 

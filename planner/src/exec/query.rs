@@ -15,7 +15,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    Ident, Query, Statement, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+    Ident, Query, SelectItem, SetExpr, Statement, TableAlias, TableAliasColumnDef, TableFactor,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -37,6 +38,7 @@ pub(crate) async fn plan(
 ) -> Result<(SessionState, LogicalPlan)> {
     let mut statement = statement;
     expand_views(&mut statement, catalog)?;
+    postgres_rewrites(&mut statement);
     let state = engine.query.session(catalog.clone(), txn.clone());
     let plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
@@ -114,7 +116,12 @@ pub(crate) async fn run(
     params: &[Datum],
 ) -> Result<RowStream> {
     let plan = bind(plan, params)?;
-    let physical = state.create_physical_plan(&plan).await?;
+    let optimized = state.optimize(&plan)?;
+    let planned = crate::subquery::rewrite(optimized, state)?;
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&planned, state)
+        .await?;
     let stream = execute_stream(physical, state.task_ctx())?;
     Ok(Box::pin(stream.map(|batch| {
         let batch = batch?;
@@ -244,6 +251,59 @@ fn expand_views(statement: &mut Statement, catalog: &Catalog) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Rewrites that give DataFusion PostgreSQL's semantics:
+/// * a set-returning function aliased as a table (`generate_series(1, 3) AS g`) names its
+///   column after the alias, so `SELECT g` works;
+/// * duplicate output names (`SELECT 1 AS a, 2 AS a`, legal in PostgreSQL) get internal
+///   aliases; the names clients see are computed from the original statement.
+fn postgres_rewrites(statement: &mut Statement) {
+    struct Rewriter;
+    impl VisitorMut for Rewriter {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                args: Some(_),
+                alias: Some(alias),
+                ..
+            } = factor
+            {
+                if alias.columns.is_empty() {
+                    alias.columns.push(TableAliasColumnDef {
+                        name: alias.name.clone(),
+                        data_type: None,
+                    });
+                }
+            }
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in select.projection.iter_mut().enumerate() {
+                    let (expr, name) = match item {
+                        SelectItem::UnnamedExpr(e) => (e.clone(), super::names::expr_name(e)),
+                        SelectItem::ExprWithAlias { expr, alias } => {
+                            (expr.clone(), super::names::ident(alias))
+                        }
+                        _ => continue,
+                    };
+                    if !seen.insert(name.clone())
+                        || (name == "?column?" && matches!(item, SelectItem::UnnamedExpr(_)))
+                    {
+                        *item = SelectItem::ExprWithAlias {
+                            expr,
+                            alias: Ident::with_quote('"', format!("{name}__{i}")),
+                        };
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Rewriter);
 }
 
 /// Parses one query.

@@ -16,8 +16,8 @@
 //! `UTC`, `GMT`, `±HH`, `±HHMM`, `±HH:MM[:SS]`; the specials `infinity`, `-infinity`,
 //! `epoch`, `now`, `today`, `tomorrow`, `yesterday`. Fractions beyond µs round half up.
 //! Intervals: `N unit` pairs (`1 year 2 mons`, `3 days`, `4 hours`, `1.5 weeks`, ...),
-//! `[-]HH:MM[:SS[.f]]`, a bare number (seconds), a trailing `ago`, a leading `@`, and
-//! ISO 8601 `P1Y2M3DT4H5M6S` / `P2W`.
+//! `[-]HH:MM[:SS[.f]]`, a trailing bare number (seconds), trailing `ago`, a leading `@`,
+//! each field at most once (as PostgreSQL), and ISO 8601 `P1Y2M3DT4H5M6S` / `P2W`.
 //!
 //! Caveats:
 //! - Named time zones (`Europe/Paris`) and non-ISO date orders (`01/02/2024`,
@@ -233,6 +233,8 @@ enum DtError {
     FieldOverflow,
     /// An unknown time zone name (22023).
     BadZone(String),
+    /// A numeric zone offset beyond ±15:59:59 (PG: 22009; here 22008).
+    ZoneDisplacement,
 }
 
 enum Special {
@@ -387,7 +389,13 @@ fn parse_datetime(input: &str) -> Result<Parsed, DtError> {
         let had_ws = c.skip_ws();
         if c.peek() == Some(b't') && c.peek_at(1).is_some_and(|b| b.is_ascii_digit()) {
             c.i += 1;
-        } else if !had_ws && !c.at_end() && !matches!(c.peek(), Some(b'+' | b'-')) {
+        } else if !had_ws
+            && !c.at_end()
+            && !c
+                .peek()
+                .is_some_and(|b| b == b'+' || b.is_ascii_alphabetic())
+        {
+            // `2024-01-02+05` and `2024-01-02Z` are fine, `2024-01-02-05` is not.
             return Err(DtError::Syntax);
         }
     }
@@ -398,14 +406,14 @@ fn parse_datetime(input: &str) -> Result<Parsed, DtError> {
             return Err(DtError::Syntax);
         }
         let (m, mlen) = c.number()?;
-        if mlen != 2 {
+        if mlen > 2 {
             return Err(DtError::Syntax);
         }
         let mut s = 0;
         let mut frac = 0;
         if c.eat(b':') {
             let (sv, slen) = c.number()?;
-            if slen != 2 {
+            if slen > 2 {
                 return Err(DtError::Syntax);
             }
             s = sv;
@@ -511,7 +519,7 @@ fn parse_offset(c: &mut Cursor<'_>, negative: bool) -> Result<i64, DtError> {
         }
     }
     if h > 15 || m > 59 || s > 59 {
-        return Err(DtError::FieldOverflow);
+        return Err(DtError::ZoneDisplacement);
     }
     let secs = h * 3600 + m * 60 + s;
     Ok(if negative { -secs } else { secs })
@@ -523,6 +531,9 @@ fn dt_error(err: DtError, ty: &SqlType, input: &str) -> TypeError {
         DtError::FieldOverflow => {
             TypeError::datetime_overflow(format!("date/time field value out of range: \"{input}\""))
         }
+        DtError::ZoneDisplacement => TypeError::datetime_overflow(format!(
+            "time zone displacement out of range: \"{input}\""
+        )),
         DtError::BadZone(zone) => {
             TypeError::InvalidParameter(format!("time zone \"{zone}\" not recognized"))
         }
@@ -656,46 +667,99 @@ pub(crate) fn interval_span(months: i32, days: i32, usecs: i64) -> i128 {
         + i128::from(usecs)
 }
 
-/// Accumulates interval fields with PostgreSQL's fraction cascading.
+/// Accumulates interval fields with PostgreSQL's fraction cascading. Whole parts are
+/// exact integers; only fractions go through f64.
 #[derive(Default)]
 struct IntervalAcc {
-    months: i64,
-    days: i64,
+    months: i128,
+    days: i128,
     usecs: i128,
 }
 
+/// A parsed interval number: exact whole part and signed fraction (`-1.5` is (-1, -0.5)).
+#[derive(Clone, Copy)]
+struct Number {
+    whole: i128,
+    frac: f64,
+}
+
+impl Number {
+    /// `[+-]digits[.digits]`, `[+-].digits`; None if malformed or absurdly long.
+    fn parse(s: &str) -> Option<Number> {
+        let (negative, body) = match s.as_bytes().first()? {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
+            return None;
+        }
+        let whole: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let frac: f64 = if frac.is_empty() {
+            0.0
+        } else {
+            format!("0.{frac}").parse().ok()?
+        };
+        Some(if negative {
+            Number {
+                whole: -whole,
+                frac: -frac,
+            }
+        } else {
+            Number { whole, frac }
+        })
+    }
+}
+
 impl IntervalAcc {
-    fn add_months(&mut self, value: f64) {
-        let whole = value.trunc();
-        self.months = self.months.saturating_add(whole as i64);
-        self.add_days((value - whole) * DAYS_PER_MONTH as f64);
+    fn add(&mut self, n: Number, unit: Unit) {
+        match unit {
+            Unit::Usecs(k) => {
+                self.usecs = self
+                    .usecs
+                    .saturating_add(n.whole.saturating_mul(i128::from(k)))
+                    .saturating_add((n.frac * k as f64).round() as i128);
+            }
+            Unit::Days(k) => {
+                self.days = self
+                    .days
+                    .saturating_add(n.whole.saturating_mul(i128::from(k)));
+                self.add_fraction_of_days(n.frac * k as f64);
+            }
+            Unit::Months(k) => {
+                self.months = self
+                    .months
+                    .saturating_add(n.whole.saturating_mul(i128::from(k)));
+                let months = n.frac * k as f64;
+                let whole = months.trunc();
+                self.months = self.months.saturating_add(whole as i128);
+                self.add_fraction_of_days((months - whole) * DAYS_PER_MONTH as f64);
+            }
+            Unit::Years(k) => {
+                // PG: fractional years round to whole months.
+                self.months = self
+                    .months
+                    .saturating_add(n.whole.saturating_mul(i128::from(k)))
+                    .saturating_add((n.frac * k as f64).round() as i128);
+            }
+        }
     }
 
-    fn add_years(&mut self, value: f64, months_per_unit: i64) {
-        // PG: whole years exactly, fractional years rounded to whole months.
-        let whole = value.trunc();
-        let fraction = ((value - whole) * months_per_unit as f64).round() as i64;
-        self.months = self
-            .months
-            .saturating_add((whole as i64).saturating_mul(months_per_unit))
-            .saturating_add(fraction);
-    }
-
-    fn add_days(&mut self, value: f64) {
-        let whole = value.trunc();
-        self.days = self.days.saturating_add(whole as i64);
-        self.add_usecs((value - whole) * USECS_PER_DAY as f64);
-    }
-
-    fn add_usecs(&mut self, value: f64) {
-        self.usecs = self.usecs.saturating_add(value.round() as i128);
+    fn add_fraction_of_days(&mut self, days: f64) {
+        let whole = days.trunc();
+        self.days = self.days.saturating_add(whole as i128);
+        self.usecs = self
+            .usecs
+            .saturating_add(((days - whole) * USECS_PER_DAY as f64).round() as i128);
     }
 
     fn finish(self, negate: bool) -> Option<(i32, i32, i64)> {
         let sign = if negate { -1 } else { 1 };
         let months = i32::try_from(self.months.saturating_mul(sign)).ok()?;
         let days = i32::try_from(self.days.saturating_mul(sign)).ok()?;
-        let usecs = i64::try_from(self.usecs.saturating_mul(i128::from(sign))).ok()?;
+        let usecs = i64::try_from(self.usecs.saturating_mul(sign)).ok()?;
         Some((months, days, usecs))
     }
 }
@@ -707,55 +771,70 @@ enum Unit {
     Usecs(i64),
 }
 
-fn interval_unit(word: &str) -> Option<Unit> {
+/// Interval fields, each settable once per input (PostgreSQL rejects `1 day 1 day`).
+mod field {
+    pub const YEAR: u16 = 1 << 0;
+    pub const MONTH: u16 = 1 << 1;
+    pub const DAY: u16 = 1 << 2;
+    pub const WEEK: u16 = 1 << 3;
+    pub const HOUR: u16 = 1 << 4;
+    pub const MINUTE: u16 = 1 << 5;
+    pub const SECOND: u16 = 1 << 6;
+    pub const MILLISECOND: u16 = 1 << 7;
+    pub const MICROSECOND: u16 = 1 << 8;
+    pub const DECADE: u16 = 1 << 9;
+    pub const CENTURY: u16 = 1 << 10;
+    pub const MILLENNIUM: u16 = 1 << 11;
+    pub const ALL_SECONDS: u16 = SECOND | MILLISECOND | MICROSECOND;
+}
+
+/// A unit word: its scale and the field it sets.
+fn interval_unit(word: &str) -> Option<(Unit, u16)> {
     Some(match word {
         "microsecond" | "microseconds" | "usec" | "usecs" | "us" | "usecond" | "useconds" => {
-            Unit::Usecs(1)
+            (Unit::Usecs(1), field::MICROSECOND)
         }
         "millisecond" | "milliseconds" | "msec" | "msecs" | "ms" | "msecond" | "mseconds" => {
-            Unit::Usecs(1000)
+            (Unit::Usecs(1000), field::MILLISECOND)
         }
-        "second" | "seconds" | "sec" | "secs" | "s" => Unit::Usecs(USECS_PER_SEC),
-        "minute" | "minutes" | "min" | "mins" | "m" => Unit::Usecs(USECS_PER_MINUTE),
-        "hour" | "hours" | "hr" | "hrs" | "h" => Unit::Usecs(USECS_PER_HOUR),
-        "day" | "days" | "d" => Unit::Days(1),
-        "week" | "weeks" | "w" => Unit::Days(7),
-        "month" | "months" | "mon" | "mons" => Unit::Months(1),
-        "year" | "years" | "yr" | "yrs" | "y" => Unit::Years(12),
-        "decade" | "decades" => Unit::Years(120),
-        "century" | "centuries" => Unit::Years(1200),
-        "millennium" | "millennia" | "millenniums" => Unit::Years(12000),
+        "second" | "seconds" | "sec" | "secs" | "s" => (Unit::Usecs(USECS_PER_SEC), field::SECOND),
+        "minute" | "minutes" | "min" | "mins" | "m" => {
+            (Unit::Usecs(USECS_PER_MINUTE), field::MINUTE)
+        }
+        "hour" | "hours" | "hr" | "hrs" | "h" => (Unit::Usecs(USECS_PER_HOUR), field::HOUR),
+        "day" | "days" | "d" => (Unit::Days(1), field::DAY),
+        "week" | "weeks" | "w" => (Unit::Days(7), field::WEEK),
+        "month" | "months" | "mon" | "mons" => (Unit::Months(1), field::MONTH),
+        "year" | "years" | "yr" | "yrs" | "y" => (Unit::Years(12), field::YEAR),
+        "decade" | "decades" => (Unit::Years(120), field::DECADE),
+        "century" | "centuries" => (Unit::Years(1200), field::CENTURY),
+        "millennium" | "millennia" | "millenniums" => (Unit::Years(12000), field::MILLENNIUM),
         _ => return None,
     })
 }
 
-fn apply_unit(acc: &mut IntervalAcc, value: f64, unit: Unit) {
-    match unit {
-        Unit::Months(n) => acc.add_months(value * n as f64),
-        Unit::Years(n) => acc.add_years(value, n),
-        Unit::Days(n) => acc.add_days(value * n as f64),
-        Unit::Usecs(n) => acc.add_usecs(value * n as f64),
-    }
-}
-
-/// Parses `[+-]H+:MM[:SS[.f]]` (already split off as `token`) into µs.
+/// Parses `[+-]H+:M[M][:S[S][.f]]` (already split off as `token`) into µs.
 fn parse_clock(token: &str) -> Option<i128> {
     let (negative, body) = match token.as_bytes().first()? {
         b'-' => (true, &token[1..]),
         b'+' => (false, &token[1..]),
         _ => (false, token),
     };
+    let digits = |t: &str, max_len: usize| {
+        (!t.is_empty() && t.len() <= max_len && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<i128>().ok())
+            .flatten()
+    };
     let mut fields = body.split(':');
-    let h = i128::from(fields.next()?.parse::<u32>().ok()?);
-    let m = i128::from(fields.next()?.parse::<u32>().ok()?);
-    let s_text = fields.next();
+    let h = digits(fields.next()?, 10)?;
+    let m = digits(fields.next()?, 2)?;
     let mut usecs = h * i128::from(USECS_PER_HOUR) + m * i128::from(USECS_PER_MINUTE);
-    if let Some(s_text) = s_text {
+    if let Some(s_text) = fields.next() {
         let (whole, frac) = s_text.split_once('.').unwrap_or((s_text, ""));
         if !frac.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        usecs += i128::from(whole.parse::<u32>().ok()?) * i128::from(USECS_PER_SEC);
+        usecs += digits(whole, 2)? * i128::from(USECS_PER_SEC);
         usecs += i128::from(fraction_usecs(frac.as_bytes()));
     }
     if fields.next().is_some() || m > 59 {
@@ -764,7 +843,8 @@ fn parse_clock(token: &str) -> Option<i128> {
     Some(if negative { -usecs } else { usecs })
 }
 
-/// Splits interval text into number-ish and word tokens.
+/// Splits interval text into words and signed numbers (a sign may be separated from
+/// its digits by spaces, as in `- 1 day`).
 fn interval_tokens(s: &str) -> Option<Vec<String>> {
     let mut tokens = Vec::new();
     let b = s.as_bytes();
@@ -780,25 +860,23 @@ fn interval_tokens(s: &str) -> Option<Vec<String>> {
             }
             tokens.push(s[start..i].to_string());
         } else if c.is_ascii_digit() || c == b'+' || c == b'-' || c == b'.' {
-            let start = i;
-            i += 1;
-            while i < b.len()
-                && (b[i].is_ascii_digit() || b[i] == b'.' || b[i] == b':' || b[i] == b'e')
-            {
-                // An 'e' only belongs to the number if an exponent follows.
-                if b[i] == b'e'
-                    && !b
-                        .get(i + 1)
-                        .is_some_and(|n| n.is_ascii_digit() || *n == b'-' || *n == b'+')
-                {
-                    break;
-                }
-                if b[i] == b'e' && matches!(b.get(i + 1), Some(b'-' | b'+')) {
+            let mut token = String::new();
+            if c == b'+' || c == b'-' {
+                token.push(c as char);
+                i += 1;
+                while i < b.len() && b[i].is_ascii_whitespace() {
                     i += 1;
                 }
+            }
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.' || b[i] == b':') {
                 i += 1;
             }
-            tokens.push(s[start..i].to_string());
+            if i == start {
+                return None;
+            }
+            token.push_str(&s[start..i]);
+            tokens.push(token);
         } else {
             return None;
         }
@@ -812,62 +890,81 @@ pub(crate) fn parse_interval(input: &str) -> Result<(i32, i32, i64), TypeError> 
     let syntax = || TypeError::datetime_syntax(&ty, input);
     let out_of_range =
         || TypeError::datetime_overflow(format!("interval field value out of range: \"{input}\""));
-    let lower = input.trim().to_ascii_lowercase();
-    let body = lower.strip_prefix('@').unwrap_or(&lower).trim();
-    if body.is_empty() {
-        return Err(syntax());
-    }
-    if let Some(iso) = body.strip_prefix('p') {
+    let trimmed = input.trim();
+    let trimmed = trimmed.strip_prefix('@').unwrap_or(trimmed).trim();
+    if let Some(iso) = trimmed.strip_prefix('P') {
         return parse_iso_interval(iso)
             .ok_or_else(syntax)?
             .ok_or_else(out_of_range);
     }
-    let tokens = interval_tokens(body).ok_or_else(syntax)?;
-    let mut acc = IntervalAcc::default();
+    let lower = trimmed.to_ascii_lowercase();
+    let mut tokens = interval_tokens(&lower).ok_or_else(syntax)?;
+    // Trailing `ago` (any number of them) negates the whole interval.
     let mut ago = false;
+    while tokens.last().is_some_and(|t| t == "ago") {
+        tokens.pop();
+        ago = true;
+    }
+    if tokens.is_empty() {
+        return Err(syntax());
+    }
+    let mut acc = IntervalAcc::default();
+    let mut seen = 0u16;
+    let mut claim = |f: u16| {
+        let fresh = seen & f == 0;
+        seen |= f;
+        fresh
+    };
     let mut i = 0;
     while i < tokens.len() {
         let tok = &tokens[i];
-        let first = tok.as_bytes()[0];
-        if first.is_ascii_alphabetic() {
-            if tok == "ago" && i == tokens.len() - 1 {
-                ago = true;
-                i += 1;
-                continue;
-            }
+        if !tok.as_bytes().iter().any(u8::is_ascii_digit) {
             return Err(syntax());
         }
         if tok.contains(':') {
+            if !claim(field::HOUR | field::MINUTE | field::ALL_SECONDS) {
+                return Err(syntax());
+            }
             acc.usecs = acc
                 .usecs
                 .saturating_add(parse_clock(tok).ok_or_else(syntax)?);
             i += 1;
             continue;
         }
-        let value: f64 = tok.parse().map_err(|_| syntax())?;
-        if !value.is_finite() {
-            return Err(syntax());
-        }
-        match tokens.get(i + 1).and_then(|w| interval_unit(w)) {
-            Some(unit) => {
-                apply_unit(&mut acc, value, unit);
+        let value = Number::parse(tok).ok_or_else(syntax)?;
+        match tokens.get(i + 1) {
+            Some(word) => {
+                let (unit, mut f) = interval_unit(word).ok_or_else(syntax)?;
+                if f == field::SECOND && value.frac != 0.0 {
+                    // Fractional seconds also fill the sub-second fields (as in PG).
+                    f = field::ALL_SECONDS;
+                }
+                if !claim(f) {
+                    return Err(syntax());
+                }
+                acc.add(value, unit);
                 i += 2;
             }
-            None if tokens
-                .get(i + 1)
-                .is_none_or(|w| !w.as_bytes()[0].is_ascii_alphabetic() || w == "ago") =>
-            {
-                // A bare number is seconds.
-                apply_unit(&mut acc, value, Unit::Usecs(USECS_PER_SEC));
+            None => {
+                // A bare trailing number is seconds (but `1 ago` is an error in PG).
+                let f = if value.frac != 0.0 {
+                    field::ALL_SECONDS
+                } else {
+                    field::SECOND
+                };
+                if ago || !claim(f) {
+                    return Err(syntax());
+                }
+                acc.add(value, Unit::Usecs(USECS_PER_SEC));
                 i += 1;
             }
-            None => return Err(syntax()),
         }
     }
     acc.finish(ago).ok_or_else(out_of_range)
 }
 
-/// ISO 8601 `P[nY][nM][nW][nD][T[nH][nM][nS]]` (the leading `P` already removed).
+/// ISO 8601 `P[nY][nM][nW][nD][T[nH][nM][nS]]` (the leading `P` already removed;
+/// designators are upper case, as PostgreSQL requires).
 /// None: syntax error; Some(None): out of range.
 fn parse_iso_interval(s: &str) -> Option<Option<(i32, i32, i64)>> {
     let mut acc = IntervalAcc::default();
@@ -878,7 +975,7 @@ fn parse_iso_interval(s: &str) -> Option<Option<(i32, i32, i64)>> {
         return None;
     }
     while i < b.len() {
-        if b[i] == b't' && !in_time {
+        if b[i] == b'T' && !in_time {
             in_time = true;
             i += 1;
             continue;
@@ -890,18 +987,23 @@ fn parse_iso_interval(s: &str) -> Option<Option<(i32, i32, i64)>> {
         while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
             i += 1;
         }
-        let value: f64 = s[start..i].parse().ok()?;
+        // Like PostgreSQL's ISO parser: the whole number as a double, then split.
+        let full: f64 = Number::parse(&s[start..i]).and(s[start..i].parse().ok())?;
+        let value = Number {
+            whole: full.trunc() as i128,
+            frac: full - full.trunc(),
+        };
         let unit = match (*b.get(i)?, in_time) {
-            (b'y', false) => Unit::Years(12),
-            (b'm', false) => Unit::Months(1),
-            (b'w', false) => Unit::Days(7),
-            (b'd', false) => Unit::Days(1),
-            (b'h', true) => Unit::Usecs(USECS_PER_HOUR),
-            (b'm', true) => Unit::Usecs(USECS_PER_MINUTE),
-            (b's', true) => Unit::Usecs(USECS_PER_SEC),
+            (b'Y', false) => Unit::Years(12),
+            (b'M', false) => Unit::Months(1),
+            (b'W', false) => Unit::Days(7),
+            (b'D', false) => Unit::Days(1),
+            (b'H', true) => Unit::Usecs(USECS_PER_HOUR),
+            (b'M', true) => Unit::Usecs(USECS_PER_MINUTE),
+            (b'S', true) => Unit::Usecs(USECS_PER_SEC),
             _ => return None,
         };
-        apply_unit(&mut acc, value, unit);
+        acc.add(value, unit);
         i += 1;
     }
     Some(acc.finish(false))

@@ -16,16 +16,21 @@
 use std::fmt::Write;
 
 use super::numeric::parse_numeric;
-use super::{SqlType, TypeError};
+use super::TypeError;
 
 /// Deepest nesting of arrays/objects accepted in jsonb input.
 const MAX_DEPTH: usize = 1000;
+
+/// PostgreSQL's message for bad json and jsonb input (it does not quote the input).
+fn invalid_json() -> TypeError {
+    TypeError::InvalidSyntax("invalid input syntax for type json".into())
+}
 
 /// Validates `json` text (22P02 if invalid).
 pub(crate) fn validate_json(input: &str) -> Result<(), TypeError> {
     serde_json::from_str::<serde::de::IgnoredAny>(input)
         .map(|_| ())
-        .map_err(|_| TypeError::invalid_text(&SqlType::Json, input))
+        .map_err(|_| invalid_json())
 }
 
 /// Parses `jsonb` text and returns its normalized form (22P02 if invalid).
@@ -40,7 +45,7 @@ pub(crate) fn normalize_jsonb(input: &str) -> Result<String, TypeError> {
             p.skip_ws();
             (p.i == p.s.len()).then_some(v)
         })
-        .ok_or_else(|| TypeError::invalid_text(&SqlType::Jsonb, input))?;
+        .ok_or_else(invalid_json)?;
     let mut out = String::with_capacity(input.len());
     write_value(&mut out, &value);
     Ok(out)

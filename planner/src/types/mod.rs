@@ -67,6 +67,10 @@ pub enum TypeError {
     /// 22P02: text that is not a value of the type.
     #[error("invalid input syntax for type {ty}: \"{input}\"")]
     InvalidText { ty: String, input: String },
+    /// 22P02: malformed input, with PostgreSQL's whole message (used where PostgreSQL
+    /// does not quote the input: `invalid input syntax for type json`).
+    #[error("{0}")]
+    InvalidSyntax(String),
     /// 22003: a value outside the range of its type. The string is the whole message
     /// (`integer out of range`, `numeric field overflow`, ...).
     #[error("{0}")]
@@ -122,7 +126,7 @@ impl TypeError {
     /// The PostgreSQL SQLSTATE of this error.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            TypeError::InvalidText { .. } => "22P02",
+            TypeError::InvalidText { .. } | TypeError::InvalidSyntax(_) => "22P02",
             TypeError::OutOfRange(_) => "22003",
             TypeError::StringTooLong { .. } => "22001",
             TypeError::DatetimeInvalid {

@@ -67,7 +67,14 @@ impl Datum {
             SqlType::Float4 => Datum::Float4(parse_float(s, ty)? as f32),
             SqlType::Float8 => Datum::Float8(parse_float(s, ty)?),
             SqlType::Numeric { precision, scale } => {
-                Datum::Numeric(apply_typmod(parse_numeric(s)?, *precision, *scale)?)
+                let d = match parse_numeric(s) {
+                    // Too big for any numeric(p,s) Meridian supports: PG's message.
+                    Err(TypeError::OutOfRange(_)) if precision.is_some() => {
+                        return Err(TypeError::OutOfRange("numeric field overflow".into()))
+                    }
+                    other => other?,
+                };
+                Datum::Numeric(apply_typmod(d, *precision, *scale)?)
             }
             SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
                 Datum::Text(fit_string(s.to_string(), ty)?)
@@ -88,11 +95,9 @@ impl Datum {
                 }
             }
             SqlType::Bytea => Datum::Bytea(parse_bytea(s)?),
-            SqlType::Uuid => Datum::Uuid(
-                *uuid::Uuid::parse_str(s)
-                    .map_err(|_| TypeError::invalid_text(ty, s))?
-                    .as_bytes(),
-            ),
+            SqlType::Uuid => {
+                Datum::Uuid(parse_uuid(s).ok_or_else(|| TypeError::invalid_text(ty, s))?)
+            }
             SqlType::Json => {
                 validate_json(s)?;
                 Datum::Json(s.to_string())
@@ -172,14 +177,16 @@ fn trim_pg(s: &str) -> &str {
 }
 
 /// PostgreSQL integer input: whitespace, optional sign, decimal digits, whitespace.
+/// Like PostgreSQL, digits that overflow are reported (22003) before trailing garbage.
 fn parse_int(input: &str, ty: &SqlType, min: i64, max: i64) -> Result<i64, TypeError> {
-    let s = trim_pg(input);
-    let (negative, digits) = match s.as_bytes().first() {
+    let s = input.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let (negative, rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let digits_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits_len == 0 {
         return Err(TypeError::invalid_text(ty, input));
     }
     let out_of_range = || {
@@ -190,7 +197,7 @@ fn parse_int(input: &str, ty: &SqlType, min: i64, max: i64) -> Result<i64, TypeE
     };
     // Accumulate negatively so i64::MIN parses.
     let mut v: i64 = 0;
-    for b in digits.bytes() {
+    for b in rest[..digits_len].bytes() {
         v = v
             .checked_mul(10)
             .and_then(|v| v.checked_sub(i64::from(b - b'0')))
@@ -203,6 +210,9 @@ fn parse_int(input: &str, ty: &SqlType, min: i64, max: i64) -> Result<i64, TypeE
     };
     if v < min || v > max {
         return Err(out_of_range());
+    }
+    if !rest[digits_len..].bytes().all(|b| b.is_ascii_whitespace()) {
+        return Err(TypeError::invalid_text(ty, input));
     }
     Ok(v)
 }
@@ -267,7 +277,7 @@ pub(crate) fn parse_bool(input: &str) -> Option<bool> {
 /// escape format (`\\` and `\ooo` octal escapes).
 fn parse_bytea(input: &str) -> Result<Vec<u8>, TypeError> {
     let b = input.as_bytes();
-    if b.len() >= 2 && b[0] == b'\\' && (b[1] == b'x' || b[1] == b'X') {
+    if b.starts_with(b"\\x") {
         let mut out = Vec::with_capacity((b.len() - 2) / 2);
         let mut i = 2;
         while i < b.len() {
@@ -304,10 +314,43 @@ fn parse_bytea(input: &str) -> Result<Vec<u8>, TypeError> {
             out.push(((oct[0] - b'0') << 6) | ((oct[1] - b'0') << 3) | (oct[2] - b'0'));
             i += 4;
         } else {
-            return Err(TypeError::invalid_text(&SqlType::Bytea, input));
+            return Err(TypeError::InvalidSyntax(
+                "invalid input syntax for type bytea".into(),
+            ));
         }
     }
     Ok(out)
+}
+
+/// PostgreSQL `uuid_in`: 32 hex digits, optionally in braces, with an optional hyphen
+/// after any group of four digits.
+fn parse_uuid(input: &str) -> Option<[u8; 16]> {
+    let b = input.as_bytes();
+    let (braces, mut i) = if b.first() == Some(&b'{') {
+        (true, 1)
+    } else {
+        (false, 0)
+    };
+    let mut out = [0u8; 16];
+    for (k, byte) in out.iter_mut().enumerate() {
+        let pair = b.get(i..i + 2)?;
+        let hex = std::str::from_utf8(pair).ok()?;
+        if !pair.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        *byte = u8::from_str_radix(hex, 16).ok()?;
+        i += 2;
+        if b.get(i) == Some(&b'-') && k % 2 == 1 && k < 15 {
+            i += 1;
+        }
+    }
+    if braces {
+        if b.get(i) != Some(&b'}') {
+            return None;
+        }
+        i += 1;
+    }
+    (i == b.len()).then_some(out)
 }
 
 fn hex_value(c: u8, input: &str, at: usize) -> Result<u8, TypeError> {

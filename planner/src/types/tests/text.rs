@@ -435,29 +435,25 @@ fn bytea_uuid_json_like_postgres() {
         "invalid hexadecimal data: odd number of digits",
     );
     pg_err("\\xzz", &b, "22023", "invalid hexadecimal digit: \"z\"");
-    pg_err(
-        "a\\9",
-        &b,
-        "22P02",
-        "invalid input syntax for type bytea: \"a\\9\"",
-    );
+    pg_err("a\\9", &b, "22P02", "invalid input syntax for type bytea");
+    pg_err("\\X0A", &b, "22P02", "invalid input syntax for type bytea");
     let u = SqlType::Uuid;
-    pg(
-        "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}",
-        &u,
-        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-    );
-    pg(
-        "a0eebc999c0b4ef8bb6d6bb9bd380a11",
-        &u,
-        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-    );
-    pg_err(
+    let canonical = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    pg("{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}", &u, canonical);
+    pg("a0eebc999c0b4ef8bb6d6bb9bd380a11", &u, canonical);
+    pg("a0eebc999c0b-4ef8-bb6d6bb9-bd380a11", &u, canonical);
+    for bad in [
         "a0eebc99",
-        &u,
-        "22P02",
-        "invalid input syntax for type uuid: \"a0eebc99\"",
-    );
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+        "a0eebc9-99c0b-4ef8-bb6d-6bb9bd380a11",
+        "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11-",
+        " a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "urn:uuid:a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    ] {
+        let msg = format!("invalid input syntax for type uuid: \"{bad}\"");
+        pg_err(bad, &u, "22P02", &msg);
+    }
     pg("{\"b\":1}", &SqlType::Json, "{\"b\":1}");
     pg(
         "{\"b\": 1, \"a\": [1.50, 1e2, \"x\\\\ny\"], \"aa\": null, \"b\": 2}",
@@ -466,23 +462,109 @@ fn bytea_uuid_json_like_postgres() {
     );
     pg(" [ ] ", &SqlType::Jsonb, "[]");
     pg("{\"\\u00e9\\n\": -0}", &SqlType::Jsonb, "{\"é\\n\": 0}");
-    pg_err(
-        "{",
-        &SqlType::Json,
-        "22P02",
-        "invalid input syntax for type json: \"{\"",
+    pg("\"\\ud83d\\ude00\"", &SqlType::Jsonb, "\"😀\"");
+    pg("{\"a\":1,\"a\":2,\"a\":3}", &SqlType::Jsonb, "{\"a\": 3}");
+    for (bad, ty) in [
+        ("{", SqlType::Json),
+        ("[1,2", SqlType::Json),
+        ("[1,]", SqlType::Jsonb),
+        ("01", SqlType::Jsonb),
+        ("", SqlType::Jsonb),
+        ("\"tab\there\"", SqlType::Jsonb),
+        ("\"\\u0000\"", SqlType::Jsonb),
+    ] {
+        pg_err(bad, &ty, "22P02", "invalid input syntax for type json");
+    }
+}
+
+#[test]
+fn intervals_reject_what_postgres_rejects() {
+    let iv = SqlType::Interval;
+    pg("- 1 day", &iv, "-1 days");
+    pg("1 day 10", &iv, "1 day 00:00:10");
+    pg("1:00 1 day", &iv, "1 day 01:00:00");
+    pg("1 week 1 day", &iv, "8 days");
+    pg("1 day ago ago", &iv, "-1 days");
+    pg("P1Y1Y", &iv, "2 years");
+    pg(
+        "1 day 2562047788:00:54.775807",
+        &iv,
+        "1 day 2562047788:00:54.775807",
+    );
+    pg("-178956970 years -8 mons", &iv, "-178956970 years -8 mons");
+    for bad in [
+        "1 day 1 day",
+        "1 mon 1 month",
+        "1 2",
+        "10 1 day",
+        "1 hour 1:00",
+        "ago",
+        "1 ago",
+        "1 ago day",
+        "1e2 seconds",
+        "1 day +",
+        "1:2:3:4",
+        "P1y",
+        "p1Y",
+        "P",
+    ] {
+        let msg = format!("invalid input syntax for type interval: \"{bad}\"");
+        pg_err(bad, &iv, "22007", &msg);
+    }
+}
+
+#[test]
+fn more_datetime_edges() {
+    let ts = SqlType::Timestamp;
+    pg("1:2:3", &SqlType::Time, "01:02:03");
+    pg("23:59:59.9999999", &SqlType::Time, "24:00:00");
+    pg("2024-12-31 23:59:59.9999999", &ts, "2025-01-01 00:00:00");
+    pg("1000-01-01 00:00:00 BC", &ts, "1000-01-01 00:00:00 BC");
+    pg("  2024-01-02 12:00  ", &ts, "2024-01-02 12:00:00");
+    pg(
+        "2024-01-02 12:00:00+1",
+        &SqlType::TimestampTz,
+        "2024-01-02 11:00:00+00",
+    );
+    pg(
+        "2024-03-10 02:30:00 +01:00:30",
+        &SqlType::TimestampTz,
+        "2024-03-10 01:29:30+00",
     );
     pg_err(
-        "[1,]",
-        &SqlType::Jsonb,
-        "22P02",
-        "invalid input syntax for type jsonb: \"[1,]\"",
+        "2024-01-02 12:00 +16",
+        &SqlType::TimestampTz,
+        "22008",
+        "time zone displacement out of range: \"2024-01-02 12:00 +16\"",
     );
     pg_err(
-        "01",
-        &SqlType::Jsonb,
+        "2000-02-29 BC",
+        &SqlType::Date,
+        "22008",
+        "date/time field value out of range: \"2000-02-29 BC\"",
+    );
+}
+
+#[test]
+fn integer_overflow_is_reported_before_trailing_garbage() {
+    // PostgreSQL scans the digits first.
+    pg_err(
+        "-2954337810.3278",
+        &SqlType::Int4,
+        "22003",
+        "value \"-2954337810.3278\" is out of range for type integer",
+    );
+    pg_err(
+        "12 3",
+        &SqlType::Int4,
         "22P02",
-        "invalid input syntax for type jsonb: \"01\"",
+        "invalid input syntax for type integer: \"12 3\"",
+    );
+    pg_err(
+        "99999999999999999999999999999999",
+        &numeric(5, 5),
+        "22003",
+        "numeric field overflow",
     );
 }
 
