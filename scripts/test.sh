@@ -5,7 +5,9 @@
 #   3. our sqllogic files (sqllogic/slt) against the PostgreSQL 15 reference server:
 #      checks the expected results themselves
 #   4. `meridian sqllogic FILES...`: our sqllogic files and SQLite's corpus (all of it, or
-#      a subset with MERIDIAN_SLT_QUICK=1) against a node the binary starts on a free port
+#      a subset with MERIDIAN_SLT_QUICK=1) against a node the binary starts on a free port;
+#      records listed in sqllogic/known-failures.txt (features not built yet) may fail,
+#      any other failure, or a listed record that passes, fails the step
 # Every step runs even if an earlier one failed (the sqllogic steps need the build);
 # the last line is `N passed, N failed` over the steps. Exit status 0 only if all passed.
 set -euo pipefail
@@ -55,6 +57,8 @@ step() {
 }
 
 step fmt cargo fmt --all -- --check
+# Every cargo step selects the same packages (--workspace) and, where it matters, the same
+# targets: a different selection changes feature unification and rebuilds DataFusion.
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings
 step test cargo test --release --workspace
 build_failed_before=$failed
@@ -81,7 +85,8 @@ else
   failed=$((failed + 1))
 fi
 if [[ $build_ok == 1 && -x "$BIN" ]]; then
-  step sqllogic timeout "$SLT_TIMEOUT" "$BIN" sqllogic sqllogic/slt "${corpus_files[@]}"
+  step sqllogic timeout "$SLT_TIMEOUT" "$BIN" sqllogic --known-failures sqllogic/known-failures.txt \
+    sqllogic/slt "${corpus_files[@]}"
 else
   results+=("FAIL sqllogic (not run: no build of $BIN)")
   failed=$((failed + 1))

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   meridian start     [--data-dir DIR] [--sql-addr ADDR]     run a node (embedded default)
-//!   meridian sqllogic  [--url URL] FILES…                      run .slt files over the wire
+//!   meridian sqllogic  [--url URL] [--known-failures FILE] FILES…   run .slt files over the wire
 //! ```
 //!
 //! The node runtime ([`node`]) owns all IO: the RocksDB directory, the SQL listener, the
@@ -52,6 +52,11 @@ enum Command {
         /// Rewrite the expected results of the files (for our own files only).
         #[arg(long)]
         complete: bool,
+        /// Known-failures list (`path:line  # reason` per line, e.g.
+        /// sqllogic/known-failures.txt): listed records that fail do not fail the run,
+        /// listed records that pass do.
+        #[arg(long, value_name = "FILE")]
+        known_failures: Option<PathBuf>,
         /// .slt files or directories.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -85,14 +90,16 @@ fn main() -> anyhow::Result<()> {
         Command::Sqllogic {
             url,
             complete,
+            known_failures,
             files,
-        } => runtime.block_on(sqllogic_command(url, complete, files)),
+        } => runtime.block_on(sqllogic_command(url, complete, known_failures, files)),
     }
 }
 
 async fn sqllogic_command(
     url: Option<String>,
     complete: bool,
+    known_failures: Option<PathBuf>,
     files: Vec<PathBuf>,
 ) -> anyhow::Result<()> {
     let (url, node) = match url {
@@ -117,6 +124,7 @@ async fn sqllogic_command(
         files: sqllogic::expand_files(&files)?,
         engine_label: "postgresql".into(),
         complete,
+        known_failures,
     })
     .await?;
     if let Some((started, dir)) = node {

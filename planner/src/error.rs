@@ -143,6 +143,7 @@ pub fn classify_datafusion(e: DataFusionError) -> Error {
     let message = postgres_message(&strip_datafusion_prefixes(&e.to_string()));
     let lower = message.to_lowercase();
     let code = match &e {
+        _ if message == "window functions are not allowed in WHERE" => "42P20",
         DataFusionError::SQL(..) => sqlstate::SYNTAX_ERROR,
         DataFusionError::NotImplemented(_) => sqlstate::FEATURE_NOT_SUPPORTED,
         DataFusionError::ResourcesExhausted(_) => sqlstate::OUT_OF_MEMORY,
@@ -184,6 +185,9 @@ fn postgres_message(m: &str) -> String {
     let lower = m.to_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return "division by zero".into();
+    }
+    if lower.contains("does not support logical expression windowfunction") {
+        return "window functions are not allowed in WHERE".into();
     }
     if lower.contains("scalar subquery returned more than one row") {
         return "more than one row returned by a subquery used as an expression".into();

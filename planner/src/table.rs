@@ -228,8 +228,7 @@ pub async fn backfill_index(txn: &Txn, table: &TableDef, index: &IndexDef) -> Re
         for (key, value) in &chunk.rows {
             let row = decode_stored_row(table, value)?;
             let (ikey, suffix) = index_entry(table, index, &row, key);
-            if is_unique_entry(index, &row) {
-                if txn.get_for_update(&ikey).await?.is_some() {
+            if is_unique_entry(index, &row) && txn.get_for_update(&ikey).await?.is_some() {
                     return Err(Error::new(
                         sqlstate::UNIQUE_VIOLATION,
                         format!("could not create unique index \"{}\"", index.name),
@@ -238,7 +237,6 @@ pub async fn backfill_index(txn: &Txn, table: &TableDef, index: &IndexDef) -> Re
                         describe_key(table, &index.columns, &row)
                             .replace("already exists", "is duplicated"),
                     ));
-                }
             }
             txn.put(&ikey, Some(suffix)).await?;
         }

@@ -8,20 +8,29 @@
 //!     files: vec!["sqllogic/slt".into()],
 //!     engine_label: "postgresql".into(),
 //!     complete: false,
+//!     known_failures: Some("sqllogic/known-failures.txt".into()),
 //! };
 //! let summary = sqllogic::run(&cfg).await?;
 //! assert!(summary.ok());
 //! # Ok(()) }
 //! ```
 //!
-//! Output: one line per file, `PASS path (N records)` or
-//! `FAIL path (K of N records failed): first error`, then `N passed, N failed`.
-//! `SQLLOGIC_VERBOSE=1` also prints every failing record to stderr.
+//! Output: one line per file, `PASS path (N records)`, `PASS path (N records, K known
+//! failures)` or `FAIL path (K of N records failed): first error`; then, if records on the
+//! known-failures list failed, `known failures: K records in F files (see LIST)`; then
+//! `N passed, N failed`. `SQLLOGIC_VERBOSE=1` also prints every failing record to stderr.
+//!
+//! The known-failures list (`RunnerConfig::known_failures`, see [`KnownFailures`]) names
+//! records (`path:line  # reason`) that fail for features not built yet: they count as
+//! known failures, not failures. A listed record that passes (`FIXED`) or a listed line
+//! where no record ran (`STALE`) counts as a failure, so the list can only shrink.
 
 mod cleanup;
 mod db;
+mod known;
 mod skips;
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +44,7 @@ use sqllogictest::{
 
 pub use cleanup::Objects;
 pub use db::{format_value, PgDb, PgError, DEFAULT_STATEMENT_TIMEOUT};
+pub use known::{KnownFailure, KnownFailures};
 pub use skips::{skip_reason, Skip, POSTGRESQL_SKIPS};
 
 /// What to run.
@@ -49,6 +59,10 @@ pub struct RunnerConfig {
     /// Rewrite each file's expected output in place with what the server returned (for
     /// our own files only: review the diff).
     pub complete: bool,
+    /// The known-failures list (`path:line  # reason` per line), if any: listed records
+    /// that fail are known failures, listed records that pass are failures. Not used with
+    /// `complete`.
+    pub known_failures: Option<PathBuf>,
 }
 
 /// The outcome of one file.
@@ -57,8 +71,11 @@ pub struct FileResult {
     pub path: PathBuf,
     /// Statement and query records run (skipped records are not counted).
     pub records: usize,
-    /// Records that failed.
+    /// Records that failed unexpectedly, listed records that passed (`FIXED`) and listed
+    /// lines where no record ran (`STALE`).
     pub failed: usize,
+    /// Records that failed and are on the known-failures list.
+    pub known: usize,
     /// The first failure, on one line, with its `file:line`.
     pub first_error: Option<String>,
     pub elapsed: Duration,
@@ -73,10 +90,12 @@ impl FileResult {
 /// The outcome of a run.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    /// Files whose every record passed.
+    /// Files without unexpected failures (every record passed or is a known failure).
     pub passed: usize,
     /// Files with at least one failed record.
     pub failed: usize,
+    /// Known failures (records) over all files.
+    pub known: usize,
     /// Per file, in the order run.
     pub files: Vec<FileResult>,
 }
@@ -109,6 +128,11 @@ pub struct Args {
     /// Rewrite expected results in place from the server's answers.
     #[arg(long)]
     pub complete: bool,
+    /// Known-failures list (`path:line  # reason` per line, e.g.
+    /// sqllogic/known-failures.txt): listed records that fail do not fail the run, listed
+    /// records that pass do.
+    #[arg(long, value_name = "FILE")]
+    pub known_failures: Option<PathBuf>,
 }
 
 impl Args {
@@ -119,6 +143,7 @@ impl Args {
             files: self.files.clone(),
             engine_label: self.label.clone(),
             complete: self.complete,
+            known_failures: self.known_failures.clone(),
         }
     }
 }
@@ -147,21 +172,27 @@ pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// Runs every file in `cfg.files`, printing one line per file and a closing
-/// `N passed, N failed` line. Fails only when files are missing or the server cannot be
+/// Runs every file in `cfg.files`, printing one line per file, a `known failures: ...`
+/// line if any listed record failed, and a closing `N passed, N failed` line. Fails only
+/// when files are missing, the known-failures list cannot be read, or the server cannot be
 /// reached at all; failing records are reported in the [`Summary`].
 pub async fn run(cfg: &RunnerConfig) -> anyhow::Result<Summary> {
     let files = expand_files(&cfg.files)?;
     if files.is_empty() {
         bail!("no test files given");
     }
+    let known = match &cfg.known_failures {
+        Some(list) if !cfg.complete => KnownFailures::load(list)?,
+        _ => KnownFailures::default(),
+    };
     wait_ready(&cfg.url, Duration::from_secs(5))
         .await
         .context("cannot reach the server under test")?;
     let verbose = std::env::var("SQLLOGIC_VERBOSE").is_ok_and(|v| !v.is_empty() && v != "0");
     let mut summary = Summary::default();
+    let mut known_files = 0;
     for path in files {
-        let result = run_file(cfg, &path, verbose).await;
+        let result = run_file(cfg, &path, verbose, &known).await;
         println!("{}", file_line(&result));
         let _ = std::io::stdout().flush();
         if result.passed() {
@@ -169,7 +200,22 @@ pub async fn run(cfg: &RunnerConfig) -> anyhow::Result<Summary> {
         } else {
             summary.failed += 1;
         }
+        if result.known > 0 {
+            summary.known += result.known;
+            known_files += 1;
+        }
         summary.files.push(result);
+    }
+    if summary.known > 0 {
+        let list = cfg
+            .known_failures
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!(
+            "known failures: {} records in {known_files} files (see {list})",
+            summary.known
+        );
     }
     println!("{} passed, {} failed", summary.passed, summary.failed);
     Ok(summary)
@@ -177,7 +223,12 @@ pub async fn run(cfg: &RunnerConfig) -> anyhow::Result<Summary> {
 
 fn file_line(r: &FileResult) -> String {
     let path = r.path.display();
-    if r.passed() {
+    if r.passed() && r.known > 0 {
+        format!(
+            "PASS {path} ({} records, {} known failures)",
+            r.records, r.known
+        )
+    } else if r.passed() {
         format!("PASS {path} ({} records)", r.records)
     } else {
         format!(
@@ -330,17 +381,36 @@ async fn cleanup(url: &str, objects: &Objects) {
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
 
+impl FileResult {
+    /// Records an unexpected failure.
+    fn fail(&mut self, message: impl FnOnce() -> String) {
+        self.failed += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(one_line(&message(), 400));
+        }
+    }
+}
+
 /// Runs one file: a fresh runner (fresh connections) per file, objects the file creates
 /// dropped before and after, every record run even after a failure.
-async fn run_file(cfg: &RunnerConfig, path: &Path, verbose: bool) -> FileResult {
+async fn run_file(
+    cfg: &RunnerConfig,
+    path: &Path,
+    verbose: bool,
+    known: &KnownFailures,
+) -> FileResult {
     let start = Instant::now();
     let mut result = FileResult {
         path: path.to_path_buf(),
         records: 0,
         failed: 0,
+        known: 0,
         first_error: None,
         elapsed: Duration::ZERO,
     };
+    // This file's entries of the known-failures list, and those whose record ran.
+    let listed = known.for_file(&path.display().to_string());
+    let mut ran_listed: BTreeSet<u32> = BTreeSet::new();
     let records = match read_records(path) {
         Ok(r) => r,
         Err(e) => {
@@ -412,6 +482,12 @@ async fn run_file(cfg: &RunnerConfig, path: &Path, verbose: bool) -> FileResult 
             _ => {}
         }
         let counted = matches!(record, Record::Statement { .. } | Record::Query { .. });
+        // The record's `file:line` and its known-failures entry, if listed.
+        let loc = match &record {
+            Record::Statement { loc, .. } | Record::Query { loc, .. } => Some(loc.clone()),
+            _ => None,
+        };
+        let entry = loc.as_ref().and_then(|l| listed.get(&l.line()).copied());
         *expected.lock().expect("poisoned") = match &record {
             Record::Query {
                 expected: QueryExpect::Results { types, .. },
@@ -440,7 +516,16 @@ async fn run_file(cfg: &RunnerConfig, path: &Path, verbose: bool) -> FileResult 
             // The server hangs: fail the rest of the file quickly.
             if counted {
                 result.records += 1;
-                result.failed += 1;
+                match (entry, &loc) {
+                    (Some(entry), Some(loc)) => {
+                        ran_listed.insert(entry.line);
+                        result.known += 1;
+                        if verbose {
+                            eprintln!("known failure {loc} (not run: server timeouts)");
+                        }
+                    }
+                    _ => result.failed += 1,
+                }
             }
             continue;
         }
@@ -449,21 +534,49 @@ async fn run_file(cfg: &RunnerConfig, path: &Path, verbose: bool) -> FileResult 
             Ok(_) => {
                 if counted {
                     result.records += 1;
+                    if let (Some(entry), Some(loc)) = (entry, &loc) {
+                        ran_listed.insert(entry.line);
+                        let message = format!(
+                            "{loc}: FIXED: remove it from the list (listed as a known \
+                             failure: {})",
+                            entry.reason
+                        );
+                        eprintln!("{message}");
+                        result.fail(|| message);
+                    }
                 }
             }
             Err(e) => {
                 result.records += 1;
-                result.failed += 1;
                 if e.to_string().contains(db::TIMEOUT_MESSAGE) {
                     timeouts += 1;
+                }
+                if let Some(entry) = entry {
+                    ran_listed.insert(entry.line);
+                    result.known += 1;
+                    if verbose {
+                        eprintln!("known failure ({}): {}", entry.reason, e.display(false));
+                    }
+                    continue;
                 }
                 if verbose {
                     eprintln!("{}", e.display(false));
                 }
-                if result.first_error.is_none() {
-                    let text = format!("{}: {}", e.location(), e.kind().display(false));
-                    result.first_error = Some(one_line(&text, 400));
-                }
+                result.fail(|| format!("{}: {}", e.location(), e.kind().display(false)));
+            }
+        }
+    }
+    if !cfg.complete {
+        // Listed lines of this file where no record ran: the file changed under the list.
+        for (line, entry) in &listed {
+            if !ran_listed.contains(line) {
+                let message = format!(
+                    "{}:{line}: STALE: listed as a known failure, but no record ran at this \
+                     line; fix or remove the entry",
+                    path.display()
+                );
+                eprintln!("{message} ({})", entry.reason);
+                result.fail(|| message);
             }
         }
     }

@@ -34,8 +34,20 @@ pub(crate) async fn execute(
             object_type,
             if_exists,
             names,
+            cascade,
             ..
-        } => drop(engine, txn, catalog, *object_type, *if_exists, names).await,
+        } => {
+            drop(
+                engine,
+                txn,
+                catalog,
+                *object_type,
+                *if_exists,
+                *cascade,
+                names,
+            )
+            .await
+        }
         Statement::Truncate(t) => {
             let writer = CatalogWriter::begin(txn).await?;
             let _ = &writer;
@@ -341,6 +353,7 @@ async fn drop(
     catalog: &Catalog,
     object_type: ObjectType,
     if_exists: bool,
+    cascade: bool,
     names: &[datafusion::sql::sqlparser::ast::ObjectName],
 ) -> Result<Output> {
     let tag = match object_type {
@@ -354,17 +367,30 @@ async fn drop(
     for name in names {
         let name = object_name(name)?;
         match object_type {
-            ObjectType::Table => match catalog.tables.get(&name) {
-                Some(table) => {
-                    delete_prefix(txn, &table.table_prefix()).await?;
-                    writer.delete_table(&name).await?;
-                    engine.sequences.forget(table.id);
+            ObjectType::Table => {
+                match catalog.tables.get(&name) {
+                    Some(table) => {
+                        for view in dependent_views(catalog, &name) {
+                            if !cascade {
+                                return Err(Error::new(
+                                sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                                format!("cannot drop table {name} because other objects depend on it"),
+                            )
+                            .with_detail(format!("view {view} depends on table {name}")));
+                            }
+                            writer.delete_view(&view).await?;
+                            notices.push(format!("drop cascades to view {view}"));
+                        }
+                        delete_prefix(txn, &table.table_prefix()).await?;
+                        writer.delete_table(&name).await?;
+                        engine.sequences.forget(table.id);
+                    }
+                    None if if_exists => {
+                        notices.push(format!("table \"{name}\" does not exist, skipping"))
+                    }
+                    None => return Err(missing("table", &name)),
                 }
-                None if if_exists => {
-                    notices.push(format!("table \"{name}\" does not exist, skipping"))
-                }
-                None => return Err(missing("table", &name)),
-            },
+            }
             ObjectType::View => match catalog.views.get(&name) {
                 Some(_) => writer.delete_view(&name).await?,
                 None if if_exists => {
@@ -405,6 +431,27 @@ async fn drop(
             message: notices.join("\n"),
         })
     }
+}
+
+/// Views whose definition reads `table`.
+fn dependent_views(catalog: &Catalog, table: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for view in catalog.views.values() {
+        let Ok(q) = query::parse_query(&view.sql) else {
+            continue;
+        };
+        let mut uses = false;
+        let _ = datafusion::sql::sqlparser::ast::visit_relations(&q, |rel| {
+            if object_name(rel).is_ok_and(|n| n == table) {
+                uses = true;
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        if uses {
+            out.push(view.name.clone());
+        }
+    }
+    out
 }
 
 fn missing(kind: &str, name: &str) -> Error {

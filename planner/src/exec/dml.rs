@@ -17,8 +17,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, Expr, FromTable, Insert, OnConflictAction, OnInsert, SelectItem, SetExpr,
-    Statement, TableObject, TableWithJoins, UpdateTableFromKind,
+    AssignmentTarget, Expr, FromTable, Insert, OnConflictAction, OnInsert, Query, SelectItem,
+    SetExpr, Statement, TableObject, TableWithJoins, UpdateTableFromKind, With,
 };
 use futures::stream;
 use txn::Txn;
@@ -39,6 +39,7 @@ pub(crate) async fn describe(
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     statement: &Statement,
+    with: Option<&With>,
 ) -> Result<(Vec<SqlType>, Option<Vec<OutputColumn>>)> {
     let (table, alias, returning) = target(catalog, statement)?;
     let mut types: Vec<SqlType> = Vec::new();
@@ -52,13 +53,13 @@ pub(crate) async fn describe(
                     }
                 }
             } else if let Some(source) = &ins.source {
-                let (_, plan) =
-                    query::plan(engine, txn, catalog, Statement::Query(source.clone())).await?;
+                let source = with_cte(source, with);
+                let (_, plan) = query::plan(engine, txn, catalog, Statement::Query(source)).await?;
                 merge(&mut types, query::param_types(&plan)?);
             }
         }
         Statement::Update(_) | Statement::Delete(_) => {
-            let (sql, assigned) = source_query(&table, &alias, statement)?;
+            let (sql, assigned) = source_query(&table, &alias, statement, with)?;
             let parsed = query::parse_query(&sql)?;
             let (_, plan) =
                 query::plan(engine, txn, catalog, Statement::Query(Box::new(parsed))).await?;
@@ -148,26 +149,31 @@ pub(crate) async fn execute(
     catalog: &Arc<Catalog>,
     statement: &Statement,
     params: &[Datum],
+    with: Option<&With>,
 ) -> Result<Output> {
     let (table, alias, returning) = target(catalog, statement)?;
     let state = engine.query.session(catalog.clone(), txn.clone());
     let mut ctx = WriteContext::new(&state, &table)?;
     let (verb, affected) = match statement {
         Statement::Insert(ins) => {
-            let n = insert(engine, txn, catalog, &table, &alias, ins, params, &mut ctx).await?;
+            let mut ins = ins.clone();
+            if let Some(source) = &ins.source {
+                ins.source = Some(with_cte(source, with));
+            }
+            let n = insert(engine, txn, catalog, &table, &alias, &ins, params, &mut ctx).await?;
             ("INSERT 0", n)
         }
         Statement::Update(_) => (
             "UPDATE",
             update(
-                engine, txn, catalog, &table, &alias, statement, params, &mut ctx,
+                engine, txn, catalog, &table, &alias, statement, params, with, &mut ctx,
             )
             .await?,
         ),
         Statement::Delete(_) => (
             "DELETE",
             delete(
-                engine, txn, catalog, &table, &alias, statement, params, &mut ctx,
+                engine, txn, catalog, &table, &alias, statement, params, with, &mut ctx,
             )
             .await?,
         ),
@@ -261,6 +267,15 @@ impl WriteContext {
     }
 }
 
+/// An INSERT source with the statement's CTEs attached.
+fn with_cte(source: &Query, with: Option<&With>) -> Box<Query> {
+    let mut source = source.clone();
+    if let (Some(w), None) = (with, &source.with) {
+        source.with = Some(w.clone());
+    }
+    Box::new(source)
+}
+
 /// Parses one SQL expression (stored defaults and checks).
 pub(crate) fn parse_expr(sql: &str) -> Result<Expr> {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -309,7 +324,11 @@ async fn insert_source(
         return Ok(vec![vec![None; width]]);
     };
     let simple_values = match source.body.as_ref() {
-        SetExpr::Values(values) if source.order_by.is_none() && source.limit_clause.is_none() => {
+        SetExpr::Values(values)
+            if source.order_by.is_none()
+                && source.limit_clause.is_none()
+                && source.with.is_none() =>
+        {
             Some(values)
         }
         _ => None,
@@ -479,6 +498,9 @@ async fn insert(
         _ => None,
     };
     let mut count = 0;
+    if let Some(target) = on_conflict.and_then(|c| c.conflict_target.as_ref()) {
+        validate_conflict_target(table, target)?;
+    }
     let mut touched: HashSet<Vec<u8>> = HashSet::new();
     for values in source {
         let row = complete_row(engine, txn, Some(&state), table, &columns, values).await?;
@@ -553,6 +575,55 @@ async fn insert(
     Ok(count)
 }
 
+/// The conflict target must name the primary key or a unique index (PostgreSQL 42P10).
+fn validate_conflict_target(
+    table: &TableDef,
+    target: &datafusion::sql::sqlparser::ast::ConflictTarget,
+) -> Result<()> {
+    use datafusion::sql::sqlparser::ast::ConflictTarget;
+    match target {
+        ConflictTarget::Columns(cols) => {
+            let mut wanted: Vec<usize> = cols
+                .iter()
+                .map(|c| table.column(&ident(c)))
+                .collect::<Result<_>>()?;
+            wanted.sort_unstable();
+            let mut candidates: Vec<Vec<usize>> = table
+                .indexes
+                .iter()
+                .filter(|i| i.unique)
+                .map(|i| i.columns.clone())
+                .collect();
+            candidates.push(table.primary_key.clone());
+            let found = candidates.into_iter().any(|mut c| {
+                c.sort_unstable();
+                !c.is_empty() && c == wanted
+            });
+            if !found {
+                return Err(Error::new(
+                    "42P10",
+                    "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                ));
+            }
+        }
+        ConflictTarget::OnConstraint(name) => {
+            let name = object_name(name)?;
+            let found = name == table.primary_key_name
+                || table.indexes.iter().any(|i| i.unique && i.name == name);
+            if !found {
+                return Err(Error::new(
+                    sqlstate::UNDEFINED_OBJECT,
+                    format!(
+                        "constraint \"{name}\" for table \"{}\" does not exist",
+                        table.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_conflict_target(
     table: &TableDef,
     target: Option<&datafusion::sql::sqlparser::ast::ConflictTarget>,
@@ -613,6 +684,7 @@ fn source_query(
     table: &TableDef,
     alias: &str,
     statement: &Statement,
+    with: Option<&With>,
 ) -> Result<(String, Vec<(usize, Expr)>)> {
     let mut assigned = Vec::new();
     let (extra_from, selection) = match statement {
@@ -641,7 +713,10 @@ fn source_query(
         Statement::Delete(del) => (del.using.clone().unwrap_or_default(), del.selection.clone()),
         _ => return Err(Error::internal("not UPDATE/DELETE")),
     };
-    let mut sql = format!("SELECT \"{alias}\".*");
+    let mut sql = match with {
+        Some(w) => format!("{w} SELECT \"{alias}\".*"),
+        None => format!("SELECT \"{alias}\".*"),
+    };
     for (_, e) in &assigned {
         sql.push_str(&format!(", {e}"));
     }
@@ -695,9 +770,10 @@ async fn update(
     alias: &str,
     statement: &Statement,
     params: &[Datum],
+    with: Option<&With>,
     ctx: &mut WriteContext,
 ) -> Result<u64> {
-    let (sql, assigned) = source_query(table, alias, statement)?;
+    let (sql, assigned) = source_query(table, alias, statement, with)?;
     let rows = source_rows(engine, txn, catalog, table, &sql, params).await?;
     let mut count = 0;
     for (key, values) in rows {
@@ -735,9 +811,10 @@ async fn delete(
     alias: &str,
     statement: &Statement,
     params: &[Datum],
+    with: Option<&With>,
     ctx: &mut WriteContext,
 ) -> Result<u64> {
-    let (sql, _) = source_query(table, alias, statement)?;
+    let (sql, _) = source_query(table, alias, statement, with)?;
     let rows = source_rows(engine, txn, catalog, table, &sql, params).await?;
     let mut count = 0;
     for (key, _) in rows {

@@ -24,7 +24,7 @@ pub mod query;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{Statement, TableFactor, TableWithJoins};
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement, TableFactor, TableWithJoins, With};
 use futures::Stream;
 use txn::{Txn, TxnManager};
 
@@ -94,6 +94,17 @@ impl Engine {
     pub async fn prepare(&self, txn: &Arc<Txn>, statement: Statement) -> Result<Prepared> {
         let catalog = self.catalog(txn)?;
         check_supported(&statement)?;
+        if let Some((with, dml)) = dml_with_cte(&statement) {
+            let (param_types, columns) =
+                dml::describe(self, txn, &catalog, dml, Some(with)).await?;
+            return Ok(Prepared {
+                statement,
+                param_types,
+                columns,
+                point: None,
+                catalog_version: catalog.version,
+            });
+        }
         if let Some(plan) = point::plan(&catalog, &statement)? {
             return Ok(Prepared {
                 param_types: plan.param_types(),
@@ -109,7 +120,7 @@ impl Engine {
                 (params, Some(cols))
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                dml::describe(self, txn, &catalog, &statement).await?
+                dml::describe(self, txn, &catalog, &statement, None).await?
             }
             _ => (Vec::new(), None),
         };
@@ -138,13 +149,28 @@ impl Engine {
             let again = Box::pin(self.prepare(txn, prepared.statement.clone())).await?;
             return Box::pin(self.execute(txn, &again, params)).await;
         }
+        if let Some((with, dml)) = dml_with_cte(&prepared.statement) {
+            return dml::execute(self, txn, &catalog, dml, params, Some(with)).await;
+        }
         match &prepared.statement {
             Statement::Query(q) => query::execute(self, txn, &catalog, q, params).await,
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                dml::execute(self, txn, &catalog, &prepared.statement, params).await
+                dml::execute(self, txn, &catalog, &prepared.statement, params, None).await
             }
             other => ddl::execute(self, txn, &catalog, other).await,
         }
+    }
+}
+
+/// `WITH … INSERT/UPDATE/DELETE`: the CTEs and the DML statement.
+fn dml_with_cte(statement: &Statement) -> Option<(&With, &Statement)> {
+    let Statement::Query(q) = statement else {
+        return None;
+    };
+    let with = q.with.as_ref()?;
+    match q.body.as_ref() {
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) => Some((with, s)),
+        _ => None,
     }
 }
 

@@ -15,8 +15,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    Ident, Query, SelectItem, SetExpr, Statement, TableAlias, TableAliasColumnDef, TableFactor,
-    VisitMut, VisitorMut,
+    Expr, Fetch, Ident, LimitClause, Query, SelectItem, SetExpr, Statement, TableAlias,
+    TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -279,7 +279,72 @@ fn postgres_rewrites(statement: &mut Statement) {
             ControlFlow::Continue(())
         }
 
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            let (left, op, subquery, all) = match expr {
+                Expr::AllOp {
+                    left,
+                    compare_op,
+                    right,
+                } => (left, compare_op, right, true),
+                Expr::AnyOp {
+                    left,
+                    compare_op,
+                    right,
+                    ..
+                } => (left, compare_op, right, false),
+                _ => return ControlFlow::Continue(()),
+            };
+            let Expr::Subquery(q) = subquery.as_ref() else {
+                return ControlFlow::Continue(());
+            };
+            // PostgreSQL's ALL/ANY over a subquery, with its NULL semantics, as a
+            // (possibly correlated) scalar subquery.
+            let rows = |cond: &str| format!("EXISTS (SELECT 1 FROM ({q}) AS __sub (__v) WHERE {cond})");
+            let cmp = format!("({left} {op} __v)");
+            let sql = if all {
+                format!(
+                    "(CASE WHEN {} THEN false WHEN {} THEN NULL ELSE true END)",
+                    rows(&format!("NOT {cmp}")),
+                    rows(&format!("{cmp} IS NULL"))
+                )
+            } else {
+                format!(
+                    "(CASE WHEN {} THEN true WHEN {} THEN NULL ELSE false END)",
+                    rows(&cmp),
+                    rows(&format!("{cmp} IS NULL"))
+                )
+            };
+            if let Ok(rewritten) = crate::exec::dml::parse_expr(&sql) {
+                *expr = rewritten;
+            }
+            ControlFlow::Continue(())
+        }
+
         fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            // FETCH FIRST n ROWS ONLY is LIMIT n.
+            if let Some(Fetch {
+                quantity: Some(n),
+                percent: false,
+                with_ties: false,
+            }) = &query.fetch
+            {
+                let n = n.clone();
+                match &mut query.limit_clause {
+                    None => {
+                        query.limit_clause = Some(LimitClause::LimitOffset {
+                            limit: Some(n),
+                            offset: None,
+                            limit_by: vec![],
+                        })
+                    }
+                    Some(LimitClause::LimitOffset {
+                        limit: limit @ None,
+                        ..
+                    }) => *limit = Some(n),
+                    Some(_) => return ControlFlow::Continue(()),
+                }
+                query.fetch = None;
+            }
             if let SetExpr::Select(select) = query.body.as_mut() {
                 let mut seen = std::collections::HashSet::new();
                 for (i, item) in select.projection.iter_mut().enumerate() {

@@ -35,9 +35,10 @@ use std::cmp::Ordering;
 use rust_decimal::Decimal;
 
 use super::datetime::{
-    date_in_range, date_to_timestamp, interval_span, timestamp_in_range, timestamp_to_date,
-    TS_NEG_INFINITY, TS_POS_INFINITY, USECS_PER_DAY,
+    date_in_range, date_to_timestamp, timestamp_in_range, timestamp_to_date, TS_NEG_INFINITY,
+    TS_POS_INFINITY, USECS_PER_DAY,
 };
+use super::interval::interval_span;
 use super::numeric::{apply_typmod, decimal_from_float, decimal_to_f64, decimal_to_int};
 use super::{SqlType, TypeError};
 

@@ -46,7 +46,7 @@ use kv::keycode::{
 };
 use rust_decimal::Decimal;
 
-use super::datetime::interval_span;
+use super::interval::interval_span;
 use super::numeric::count_digits;
 use super::{Datum, SqlType, TypeError};
 

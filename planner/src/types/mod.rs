@@ -8,7 +8,7 @@
 //! One value, six representations, one file each:
 //!
 //! ```text
-//!                     parse_text / to_pg_text            (text.rs, datetime.rs, json.rs)
+//!                     parse_text / to_pg_text   (text.rs, datetime.rs, interval.rs, json.rs)
 //!   PG text  ◀──────────────────────────────────────▶
 //!   PG binary ◀─────── from_pg_binary / to_pg_binary ─▶   (binary.rs)
 //!   stored row ◀────── decode_row / encode_row ───────▶   Datum   (row.rs)
@@ -31,9 +31,11 @@
 //!
 //! Caveats (the whole module):
 //! - `numeric` is `rust_decimal`: at most 28 digits after the point and a 96-bit
-//!   mantissa (about 28-29 significant digits). PostgreSQL allows 1000 digits. Values
-//!   beyond that fail with 22003 `value overflows numeric format`; declared precision is
-//!   limited to 38 (Arrow Decimal128) and scale to 28. No numeric NaN or ±Infinity.
+//!   mantissa (about 28-29 significant digits). PostgreSQL allows 1000 digits. Extra
+//!   fractional digits are rounded away; integer parts beyond that fail with 22003
+//!   `value overflows numeric format`. Declared precision is limited to 38 (Arrow
+//!   Decimal128) and scale to 28. No numeric NaN or ±Infinity. Unconstrained numerics
+//!   print normalized (`1.50` → `1.5`; PostgreSQL keeps `1.50`), see `numeric.rs`.
 //! - The session time zone is always UTC and DateStyle is ISO; named time zones in input
 //!   are rejected.
 //! - Text comparisons are bytewise (the "C" collation).
@@ -42,6 +44,7 @@ mod arrow;
 mod binary;
 mod datetime;
 mod datum;
+mod interval;
 mod json;
 mod key;
 mod numeric;
@@ -56,7 +59,7 @@ pub use self::arrow::{array_datum, datum_to_scalar, datums_to_array, scalar_to_d
 pub use self::datum::Datum;
 pub use self::key::{decode_key_datum, encode_key_datum};
 pub use self::numeric::{NUMERIC_MAX_PRECISION, NUMERIC_MAX_SCALE};
-pub use self::row::{decode_row, encode_row};
+pub use self::row::{decode_row, encode_row, ROW_FORMAT_VERSION};
 pub use self::sqltype::SqlType;
 
 /// A failure to parse, convert or store a SQL value. Each variant maps to one

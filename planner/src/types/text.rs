@@ -16,10 +16,10 @@
 //! for unconstrained numerics is normalized (see `numeric.rs`).
 
 use super::datetime::{
-    format_date, format_interval, format_time, format_timestamp, parse_date, parse_interval,
-    parse_time, parse_timestamp,
+    format_date, format_time, format_timestamp, parse_date, parse_time, parse_timestamp,
 };
 use super::datum::fit_string;
+use super::interval::{format_interval, parse_interval};
 use super::json::{normalize_jsonb, validate_json};
 use super::numeric::{apply_typmod, numeric_to_text, parse_numeric};
 use super::{Datum, SqlType, TypeError};

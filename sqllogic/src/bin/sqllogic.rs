@@ -1,4 +1,5 @@
-//! Standalone runner: `sqllogic --url postgres://... --files sqllogic/slt [--complete]`.
+//! Standalone runner: `sqllogic --url postgres://... --files sqllogic/slt [--complete]
+//! [--known-failures sqllogic/known-failures.txt]`.
 //! Exit status 0 when every file passed, 1 when a record failed, 2 on a usage/setup error.
 
 use clap::Parser;
@@ -6,8 +7,9 @@ use clap::Parser;
 /// Run sqllogictest files against a Postgres-wire server (without --url:
 /// postgres://postgres@127.0.0.1:5433/postgres, Meridian's default address).
 ///
-/// Prints `PASS path (N records)` or `FAIL path (K of N records failed): first error` per
-/// file and `N passed, N failed`. SQLLOGIC_VERBOSE=1 prints every failure to stderr;
+/// Prints `PASS path (N records[, K known failures])` or `FAIL path (K of N records
+/// failed): first error` per file, `known failures: K records in F files (see LIST)` if
+/// any, and `N passed, N failed`. SQLLOGIC_VERBOSE=1 prints every failure to stderr;
 /// SQLLOGIC_NO_SKIPS=1 disables the PostgreSQL skip list for SQLite's corpus;
 /// SQLLOGIC_STATEMENT_TIMEOUT_SECS (default 120) bounds each statement.
 #[derive(Debug, Parser)]
