@@ -192,6 +192,16 @@ fn postgres_message(m: &str) -> String {
     if lower.contains("scalar subquery returned more than one row") {
         return "more than one row returned by a subquery used as an expression".into();
     }
+    if let Some(idx) = m.find("No field named ") {
+        let rest = &m[idx + "No field named ".len()..];
+        let end = rest.find(". ").unwrap_or(rest.len());
+        let name = rest[..end].trim_end_matches('.').replace('"', "");
+        return if name.contains('.') {
+            format!("column {name} does not exist")
+        } else {
+            format!("column \"{name}\" does not exist")
+        };
+    }
     if let Some(rest) = m.strip_prefix("table '") {
         if let Some(name) = rest.strip_suffix("' not found") {
             let table = name.rsplit('.').next().unwrap_or(name);

@@ -229,14 +229,14 @@ pub async fn backfill_index(txn: &Txn, table: &TableDef, index: &IndexDef) -> Re
             let row = decode_stored_row(table, value)?;
             let (ikey, suffix) = index_entry(table, index, &row, key);
             if is_unique_entry(index, &row) && txn.get_for_update(&ikey).await?.is_some() {
-                    return Err(Error::new(
-                        sqlstate::UNIQUE_VIOLATION,
-                        format!("could not create unique index \"{}\"", index.name),
-                    )
-                    .with_detail(
-                        describe_key(table, &index.columns, &row)
-                            .replace("already exists", "is duplicated"),
-                    ));
+                return Err(Error::new(
+                    sqlstate::UNIQUE_VIOLATION,
+                    format!("could not create unique index \"{}\"", index.name),
+                )
+                .with_detail(
+                    describe_key(table, &index.columns, &row)
+                        .replace("already exists", "is duplicated"),
+                ));
             }
             txn.put(&ikey, Some(suffix)).await?;
         }

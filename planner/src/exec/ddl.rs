@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, ColumnOption, CreateIndex, CreateTable, CreateView, Expr, ObjectType,
-    Statement, TableConstraint,
+    RenameTableNameKind, Statement, TableConstraint,
 };
 use txn::Txn;
 
@@ -60,7 +60,7 @@ pub(crate) async fn execute(
             }
             Ok(Output::Command("TRUNCATE TABLE".into()))
         }
-        Statement::AlterTable(at) => alter_table(txn, catalog, at).await,
+        Statement::AlterTable(at) => alter_table(engine, txn, catalog, at).await,
         _ => Err(Error::unsupported(super::statement_name(statement))),
     }
 }
@@ -464,6 +464,7 @@ fn missing(kind: &str, name: &str) -> Error {
 }
 
 async fn alter_table(
+    engine: &Engine,
     txn: &Arc<Txn>,
     catalog: &Catalog,
     at: &datafusion::sql::sqlparser::ast::AlterTable,
@@ -500,19 +501,17 @@ async fn alter_table(
                         ),
                     ));
                 }
-                if primary
-                    || unique
-                    || check.is_some()
-                    || col.sequence
-                    || col.default.is_some()
-                    || !col.nullable
-                {
-                    // Existing rows would need back-filling and checking.
+                if primary || unique || check.is_some() {
                     return Err(Error::unsupported(
-                        "ADD COLUMN with a default, constraint or identity on an existing table",
+                        "ADD COLUMN with a PRIMARY KEY, UNIQUE or CHECK constraint",
                     ));
                 }
+                let added = col.name.clone();
+                let fill = col.sequence || col.default.is_some() || !col.nullable;
                 table.columns.push(col);
+                if fill {
+                    backfill_column(engine, txn, &table, &added).await?;
+                }
             }
             AlterTableOperation::DropColumn {
                 column_names,
@@ -537,6 +536,32 @@ async fn alter_table(
                     }
                     drop_column(txn, &mut table, pos).await?;
                 }
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let (old, new) = (ident(old_column_name), ident(new_column_name));
+                let pos = table.column(&old)?;
+                if table.column_index(&new).is_some() {
+                    return Err(Error::new(
+                        sqlstate::DUPLICATE_COLUMN,
+                        format!("column \"{new}\" of relation \"{name}\" already exists"),
+                    ));
+                }
+                table.columns[pos].name = new.clone();
+                for check in &mut table.checks {
+                    check.expr = rename_identifier(&check.expr, &old, &new)?;
+                }
+            }
+            AlterTableOperation::RenameTable { table_name } => {
+                let (RenameTableNameKind::To(new) | RenameTableNameKind::As(new)) = table_name;
+                let new = object_name(new)?;
+                if catalog.relation_exists(&new) {
+                    return Err(already_exists("relation", &new));
+                }
+                writer.delete_table(&table.name).await?;
+                table.name = new;
             }
             other => return Err(Error::unsupported(format!("ALTER TABLE {other}"))),
         }
@@ -570,6 +595,61 @@ impl datafusion::sql::sqlparser::ast::Visitor for ColumnFinder<'_> {
         }
         std::ops::ControlFlow::Continue(())
     }
+}
+
+/// Fills a column just added to a table with rows: each row gets the column's default
+/// (or sequence value); NOT NULL is checked.
+async fn backfill_column(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    table: &TableDef,
+    column: &str,
+) -> Result<()> {
+    let pos = table.column(column)?;
+    let prefix = table.index_prefix(crate::catalog::PRIMARY_INDEX);
+    let rows = crate::catalog::scan_all(
+        txn,
+        &prefix,
+        &kv::keycode::prefix_end(&prefix).unwrap_or_default(),
+    )?;
+    for (key, value) in rows {
+        let mut row = crate::table::decode_stored_row(table, &value)?;
+        row[pos] = super::dml::column_default(engine, txn, None, table, pos).await?;
+        if row[pos].is_null() && !table.columns[pos].nullable {
+            return Err(Error::new(
+                sqlstate::NOT_NULL_VIOLATION,
+                format!(
+                    "column \"{column}\" of relation \"{}\" contains null values",
+                    table.name
+                ),
+            ));
+        }
+        txn.put(&key, Some(crate::types::encode_row(&row))).await?;
+    }
+    Ok(())
+}
+
+/// Renames column references in a stored expression.
+fn rename_identifier(sql: &str, old: &str, new: &str) -> Result<String> {
+    use datafusion::sql::sqlparser::ast::{Ident, VisitMut, VisitorMut};
+    struct Renamer<'a> {
+        old: &'a str,
+        new: &'a str,
+    }
+    impl VisitorMut for Renamer<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            if let Expr::Identifier(i) = e {
+                if ident(i) == self.old {
+                    *i = Ident::with_quote('"', self.new);
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut e = super::dml::parse_expr(sql)?;
+    let _ = e.visit(&mut Renamer { old, new });
+    Ok(e.to_string())
 }
 
 /// Removes a column: rewrites every row without it and renumbers index column positions.

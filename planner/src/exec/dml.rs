@@ -409,42 +409,53 @@ pub(crate) async fn complete_row(
     }
     let mut out = Vec::with_capacity(row.len());
     for (col, value) in row.into_iter().enumerate() {
-        let def = &table.columns[col];
         let value = match value {
             Some(v) => v,
-            None if def.sequence => Datum::Int8(
-                engine
-                    .sequences
-                    .next(&engine.txns, table.id, &def.name)
-                    .await?,
-            )
-            .coerce(&def.ty)?,
-            None => match &def.default {
-                None => Datum::Null,
-                Some(sql) => {
-                    let e = parse_expr(sql)?;
-                    let v = match Simple::compile(&e, &|_| None) {
-                        Some(simple) => simple.eval(&[], &[])?,
-                        None => {
-                            let state = match state {
-                                Some(s) => s.clone(),
-                                None => engine
-                                    .query
-                                    .session(Arc::new(Catalog::default()), txn.clone()),
-                            };
-                            RowEvaluator::new(&state, &[e], &[])?
-                                .eval(&[vec![]])?
-                                .remove(0)
-                                .remove(0)
-                        }
-                    };
-                    v.coerce(&def.ty).map_err(|e| e.with_column(&def.name))?
-                }
-            },
+            None => column_default(engine, txn, state, table, col).await?,
         };
         out.push(value);
     }
     Ok(out)
+}
+
+/// The value a column gets when none is given: its sequence, its DEFAULT, or NULL.
+pub(crate) async fn column_default(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    state: Option<&datafusion::execution::session_state::SessionState>,
+    table: &TableDef,
+    col: usize,
+) -> Result<Datum> {
+    let def = &table.columns[col];
+    if def.sequence {
+        return Ok(Datum::Int8(
+            engine
+                .sequences
+                .next(&engine.txns, table.id, &def.name)
+                .await?,
+        )
+        .coerce(&def.ty)?);
+    }
+    let Some(sql) = &def.default else {
+        return Ok(Datum::Null);
+    };
+    let e = parse_expr(sql)?;
+    let v = match Simple::compile(&e, &|_| None) {
+        Some(simple) => simple.eval(&[], &[])?,
+        None => {
+            let state = match state {
+                Some(s) => s.clone(),
+                None => engine
+                    .query
+                    .session(Arc::new(Catalog::default()), txn.clone()),
+            };
+            RowEvaluator::new(&state, &[e], &[])?
+                .eval(&[vec![]])?
+                .remove(0)
+                .remove(0)
+        }
+    };
+    Ok(v.coerce(&def.ty).map_err(|e| e.with_column(&def.name))?)
 }
 
 #[allow(clippy::too_many_arguments)]

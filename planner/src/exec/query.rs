@@ -299,7 +299,8 @@ fn postgres_rewrites(statement: &mut Statement) {
             };
             // PostgreSQL's ALL/ANY over a subquery, with its NULL semantics, as a
             // (possibly correlated) scalar subquery.
-            let rows = |cond: &str| format!("EXISTS (SELECT 1 FROM ({q}) AS __sub (__v) WHERE {cond})");
+            let rows =
+                |cond: &str| format!("EXISTS (SELECT 1 FROM ({q}) AS __sub (__v) WHERE {cond})");
             let cmp = format!("({left} {op} __v)");
             let sql = if all {
                 format!(
