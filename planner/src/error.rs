@@ -140,8 +140,9 @@ pub fn classify_datafusion(e: DataFusionError) -> Error {
             };
         }
     }
-    let message = postgres_message(&strip_datafusion_prefixes(&e.to_string()));
-    let lower = message.to_lowercase();
+    let raw = strip_datafusion_prefixes(&e.to_string());
+    let message = postgres_message(&raw);
+    let lower = raw.to_lowercase();
     let code = match &e {
         _ if message == "window functions are not allowed in WHERE" => "42P20",
         DataFusionError::SQL(..) => sqlstate::SYNTAX_ERROR,
@@ -194,13 +195,38 @@ fn postgres_message(m: &str) -> String {
     }
     if let Some(idx) = m.find("No field named ") {
         let rest = &m[idx + "No field named ".len()..];
-        let end = rest.find(". ").unwrap_or(rest.len());
-        let name = rest[..end].trim_end_matches('.').replace('"', "");
+        let first = rest.split_whitespace().next().unwrap_or("");
+        let name = first.trim_end_matches('.').replace('"', "");
         return if name.contains('.') {
             format!("column {name} does not exist")
         } else {
             format!("column \"{name}\" does not exist")
         };
+    }
+    if let Some(idx) = m.find("Cannot cast string '") {
+        let rest = &m[idx + "Cannot cast string '".len()..];
+        if let Some(end) = rest.find("' to value of ") {
+            let value = &rest[..end];
+            let ty = rest[end + "' to value of ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            let pg = match ty {
+                "Int16" => "smallint",
+                "Int32" => "integer",
+                "Int64" => "bigint",
+                "Float32" => "real",
+                "Float64" => "double precision",
+                "Boolean" => "boolean",
+                "Date32" => "date",
+                t if t.starts_with("Decimal") => "numeric",
+                t if t.starts_with("Timestamp") => "timestamp",
+                _ => "",
+            };
+            if !pg.is_empty() {
+                return format!("invalid input syntax for type {pg}: \"{value}\"");
+            }
+        }
     }
     if let Some(rest) = m.strip_prefix("table '") {
         if let Some(name) = rest.strip_suffix("' not found") {
@@ -226,6 +252,7 @@ fn strip_datafusion_prefixes(s: &str) -> String {
         "Invalid argument error: ",
         "Compute error: ",
         "Divide by zero error",
+        "Cast error: ",
     ] {
         if let Some(rest) = s.strip_prefix(prefix) {
             s = rest;

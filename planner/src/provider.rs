@@ -37,7 +37,7 @@ use txn::Txn;
 use crate::catalog::{TableDef, PRIMARY_INDEX};
 use crate::error::Error;
 use crate::table::decode_stored_row;
-use crate::types::{datums_to_array, encode_key_datum, scalar_to_datum, Datum};
+use crate::types::{datums_to_array, encode_key_datum, scalar_to_datum, Datum, SqlType};
 
 /// Name of the hidden key column of DML source scans.
 pub const KEY_COLUMN: &str = "__meridian_key";
@@ -474,7 +474,16 @@ impl KvScanState {
                 continue;
             }
             let col = p - offset;
-            let values: Vec<Datum> = decoded.iter().map(|r| r[col].clone()).collect();
+            let is_char = matches!(self.table.columns[col].ty, SqlType::Char(_));
+            let values: Vec<Datum> = decoded
+                .iter()
+                .map(|r| match &r[col] {
+                    // character(n) compares and computes without its padding (PostgreSQL's
+                    // bpchar semantics); queries see the value without trailing blanks.
+                    Datum::Text(t) if is_char => Datum::Text(t.trim_end_matches(' ').to_string()),
+                    d => d.clone(),
+                })
+                .collect();
             let array = datums_to_array(&values, &self.table.columns[col].ty).map_err(ext)?;
             columns.push(array);
         }

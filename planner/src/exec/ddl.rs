@@ -27,7 +27,7 @@ pub(crate) async fn execute(
     statement: &Statement,
 ) -> Result<Output> {
     match statement {
-        Statement::CreateTable(ct) => create_table(txn, catalog, ct).await,
+        Statement::CreateTable(ct) => create_table(engine, txn, catalog, ct).await,
         Statement::CreateIndex(ci) => create_index(txn, catalog, ci).await,
         Statement::CreateView(cv) => create_view(engine, txn, catalog, cv).await,
         Statement::Drop {
@@ -126,11 +126,13 @@ fn column_def(
     Ok((col, primary, unique, check))
 }
 
-async fn create_table(txn: &Arc<Txn>, catalog: &Catalog, ct: &CreateTable) -> Result<Output> {
+async fn create_table(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    catalog: &Arc<Catalog>,
+    ct: &CreateTable,
+) -> Result<Output> {
     let name = object_name(&ct.name)?;
-    if ct.query.is_some() {
-        return Err(Error::unsupported("CREATE TABLE AS"));
-    }
     if ct.temporary {
         return Err(Error::unsupported("temporary tables"));
     }
@@ -154,6 +156,9 @@ async fn create_table(txn: &Arc<Txn>, catalog: &Catalog, ct: &CreateTable) -> Re
         checks: Vec::new(),
         next_index_id: 1,
     };
+    if let Some(q) = &ct.query {
+        return create_table_as(engine, txn, catalog, &writer, table, q).await;
+    }
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for c in &ct.columns {
         let (col, primary, unique, check) = column_def(c)?;
@@ -237,6 +242,52 @@ async fn create_table(txn: &Arc<Txn>, catalog: &Catalog, ct: &CreateTable) -> Re
     }
     writer.put_table(&table).await?;
     Ok(Output::Command("CREATE TABLE".into()))
+}
+
+/// `CREATE TABLE t AS SELECT …`: columns named and typed by the query, rows copied, no
+/// primary key (a hidden row id), as in PostgreSQL.
+async fn create_table_as(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    catalog: &Arc<Catalog>,
+    writer: &CatalogWriter<'_>,
+    mut table: TableDef,
+    q: &datafusion::sql::sqlparser::ast::Query,
+) -> Result<Output> {
+    let (state, plan) =
+        query::plan(engine, txn, catalog, Statement::Query(Box::new(q.clone()))).await?;
+    for col in query::columns(&plan, Some(q)) {
+        if table.column_index(&col.name).is_some() {
+            return Err(Error::new(
+                sqlstate::DUPLICATE_COLUMN,
+                format!("column \"{}\" specified more than once", col.name),
+            ));
+        }
+        table.columns.push(ColumnDef {
+            name: col.name,
+            ty: col.ty,
+            nullable: true,
+            default: None,
+            sequence: false,
+            identity_always: false,
+        });
+    }
+    writer.put_table(&table).await?;
+    let rows = query::collect(query::run(&state, plan, &[]).await?).await?;
+    let count = rows.len();
+    for row in rows {
+        let row: Vec<_> = row
+            .into_iter()
+            .zip(&table.columns)
+            .map(|(d, c)| d.coerce(&c.ty))
+            .collect::<std::result::Result<_, _>>()?;
+        let rowid = engine
+            .sequences
+            .next(&engine.txns, table.id, "__rowid")
+            .await?;
+        crate::table::insert_row_or_fail(txn, &table, &row, Some(rowid)).await?;
+    }
+    Ok(Output::Command(format!("SELECT {count}")))
 }
 
 fn multiple_pk(table: &str) -> Error {
