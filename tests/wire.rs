@@ -395,3 +395,25 @@ async fn clean_shutdown_on_sigterm_keeps_data() {
     let r = c.simple_query("SELECT count(*) FROM s").await.unwrap();
     assert_eq!(values(&r), vec![vec![Some("2".into())]]);
 }
+
+/// A statement over the per-query memory limit fails with 53200; the node and the data
+/// stay fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_over_memory_limit_fails_with_53200() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_with(dir.path(), &["--query-memory-mib", "2"]);
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE big (id INT PRIMARY KEY, s TEXT);
+         INSERT INTO big SELECT x, repeat('x', 100) || x FROM generate_series(1, 50000) AS g(x)",
+    )
+    .await
+    .unwrap();
+    let e = c
+        .simple_query("SELECT array_agg(s) FROM big")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "53200", "{e}");
+    let r = c.simple_query("SELECT count(*) FROM big").await.unwrap();
+    assert_eq!(values(&r), vec![vec![Some("50000".into())]]);
+}

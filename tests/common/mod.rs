@@ -13,6 +13,7 @@ use tokio_postgres::{Client, NoTls};
 pub struct Node {
     pub port: u16,
     pub data_dir: PathBuf,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -27,10 +28,16 @@ pub fn free_port() -> u16 {
 impl Node {
     /// Starts a node on a free port with its data in `data_dir`.
     pub fn start(data_dir: &Path) -> Node {
+        Node::start_with(data_dir, &[])
+    }
+
+    /// Starts a node with extra `meridian start` flags.
+    pub fn start_with(data_dir: &Path, args: &[&str]) -> Node {
         let port = free_port();
         let mut node = Node {
             port,
             data_dir: data_dir.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         node.spawn();
@@ -42,6 +49,7 @@ impl Node {
             .args(["start", "--data-dir"])
             .arg(&self.data_dir)
             .args(["--sql-addr", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
