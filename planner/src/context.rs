@@ -48,6 +48,8 @@ impl QueryEngine {
         let options = config.options_mut();
         options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         options.sql_parser.enable_ident_normalization = true;
+        // 1.5 is numeric in PostgreSQL, not double precision.
+        options.sql_parser.parse_float_as_decimal = true;
         options.execution.time_zone = Some("+00:00".to_string());
         let base = SessionStateBuilder::new()
             .with_config(config)

@@ -56,8 +56,12 @@ pub fn literal(v: &Value) -> Option<Datum> {
                 })
             } else if let Ok(d) = s.parse::<Decimal>() {
                 Some(Datum::Numeric(d))
+            } else if let Ok(d) = Decimal::from_scientific(s) {
+                Some(Datum::Numeric(d))
             } else {
-                Decimal::from_scientific(s).ok().map(Datum::Numeric)
+                // Beyond numeric's range here (e.g. 1.5e300): as PostgreSQL would store it
+                // in a float column.
+                s.parse::<f64>().ok().map(Datum::Float8)
             }
         }
         Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => {
