@@ -121,17 +121,18 @@ async fn sqllogic_command(
     };
     let summary = sqllogic::run(&sqllogic::RunnerConfig {
         url,
-        files: sqllogic::expand_files(&files)?,
+        files,
         engine_label: "postgresql".into(),
         complete,
         known_failures,
     })
-    .await?;
+    .await;
+    // Also when the run could not start (missing file, bad known-failures list).
     if let Some((started, dir)) = node {
         started.stop().await;
         let _ = std::fs::remove_dir_all(dir);
     }
-    if summary.failed > 0 {
+    if summary?.failed > 0 {
         std::process::exit(1);
     }
     Ok(())
