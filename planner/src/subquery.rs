@@ -13,9 +13,9 @@
 //! 21000 for more than one; `x IN (subquery)` is true if some row equals x, else NULL if x
 //! or some row is NULL, else false; `EXISTS` is whether any row exists.
 //!
-//! Caveat: the nested plan runs synchronously inside the outer plan's execution, with one
-//! partition (no spawned tasks), so it cannot deadlock the runtime; it costs one plan per
-//! distinct outer tuple.
+//! Caveat: the nested plan runs synchronously inside the outer plan's execution, on its
+//! own thread and single-threaded runtime (so tasks it spawns cannot starve behind the
+//! blocked outer worker); it costs one plan and one thread per distinct outer tuple.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -174,10 +174,29 @@ impl SubqueryUdf {
                 })
             })?
             .data;
+        // The outer plan runs on the runtime's workers, and this call blocks one of them.
+        // The nested plan may spawn tasks (buffered sorts); were it driven on a blocked
+        // worker, those tasks could wait forever for a free worker. It runs instead on a
+        // thread of its own with a private single-threaded runtime.
         let state = self.state.clone();
-        let batches = futures::executor::block_on(async move {
-            let physical = state.create_physical_plan(&plan).await?;
-            collect(physical, state.task_ctx()).await
+        let batches = std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    runtime.block_on(async move {
+                        let physical = state.create_physical_plan(&plan).await?;
+                        collect(physical, state.task_ctx()).await
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(DataFusionError::Execution(
+                        "subquery evaluation panicked".into(),
+                    ))
+                })
         })?;
         let batches = Arc::new(batches);
         self.cache.lock().insert(outer, batches.clone());
