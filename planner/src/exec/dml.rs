@@ -509,9 +509,11 @@ async fn insert(
         _ => None,
     };
     let mut count = 0;
-    if let Some(target) = on_conflict.and_then(|c| c.conflict_target.as_ref()) {
-        validate_conflict_target(table, target)?;
-    }
+    // None: ON CONFLICT without a target (any unique constraint).
+    let arbiters = on_conflict
+        .and_then(|c| c.conflict_target.as_ref())
+        .map(|target| conflict_constraints(table, target))
+        .transpose()?;
     let mut touched: HashSet<Vec<u8>> = HashSet::new();
     for values in source {
         let row = complete_row(engine, txn, Some(&state), table, &columns, values).await?;
@@ -537,14 +539,15 @@ async fn insert(
                 constraint,
                 detail,
             } => {
-                let Some(conflict) = on_conflict else {
+                let arbiter = on_conflict.is_some()
+                    && arbiters.as_ref().is_none_or(|a| a.contains(&constraint));
+                if !arbiter {
                     return Err(Error::new(
                         sqlstate::UNIQUE_VIOLATION,
                         format!("duplicate key value violates unique constraint \"{constraint}\""),
                     )
                     .with_detail(detail));
-                };
-                check_conflict_target(table, conflict.conflict_target.as_ref(), &constraint)?;
+                }
                 let Some((evaluator, targets, has_where)) = &upsert else {
                     continue; // DO NOTHING
                 };
@@ -586,42 +589,42 @@ async fn insert(
     Ok(count)
 }
 
-/// The conflict target must name the primary key or a unique index (PostgreSQL 42P10).
-fn validate_conflict_target(
+/// The unique constraints (primary key or unique index names) an ON CONFLICT target
+/// designates; the target must name at least one (PostgreSQL 42P10 / 42704). Resolved
+/// once per statement; a conflict on any other constraint is still a 23505.
+fn conflict_constraints(
     table: &TableDef,
     target: &datafusion::sql::sqlparser::ast::ConflictTarget,
-) -> Result<()> {
+) -> Result<HashSet<String>> {
     use datafusion::sql::sqlparser::ast::ConflictTarget;
-    match target {
+    let mut unique: Vec<(&str, Vec<usize>)> = table
+        .indexes
+        .iter()
+        .filter(|i| i.unique)
+        .map(|i| (i.name.as_str(), i.columns.clone()))
+        .collect();
+    if !table.primary_key.is_empty() {
+        unique.push((table.primary_key_name.as_str(), table.primary_key.clone()));
+    }
+    for (_, columns) in &mut unique {
+        columns.sort_unstable();
+    }
+    let found: HashSet<String> = match target {
         ConflictTarget::Columns(cols) => {
             let mut wanted: Vec<usize> = cols
                 .iter()
                 .map(|c| table.column(&ident(c)))
                 .collect::<Result<_>>()?;
             wanted.sort_unstable();
-            let mut candidates: Vec<Vec<usize>> = table
-                .indexes
-                .iter()
-                .filter(|i| i.unique)
-                .map(|i| i.columns.clone())
-                .collect();
-            candidates.push(table.primary_key.clone());
-            let found = candidates.into_iter().any(|mut c| {
-                c.sort_unstable();
-                !c.is_empty() && c == wanted
-            });
-            if !found {
-                return Err(Error::new(
-                    "42P10",
-                    "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-                ));
-            }
+            unique
+                .into_iter()
+                .filter(|(_, c)| *c == wanted)
+                .map(|(n, _)| n.to_string())
+                .collect()
         }
         ConflictTarget::OnConstraint(name) => {
             let name = object_name(name)?;
-            let found = name == table.primary_key_name
-                || table.indexes.iter().any(|i| i.unique && i.name == name);
-            if !found {
+            if !unique.iter().any(|(n, _)| *n == name) {
                 return Err(Error::new(
                     sqlstate::UNDEFINED_OBJECT,
                     format!(
@@ -630,49 +633,16 @@ fn validate_conflict_target(
                     ),
                 ));
             }
-        }
-    }
-    Ok(())
-}
-
-fn check_conflict_target(
-    table: &TableDef,
-    target: Option<&datafusion::sql::sqlparser::ast::ConflictTarget>,
-    constraint: &str,
-) -> Result<()> {
-    use datafusion::sql::sqlparser::ast::ConflictTarget;
-    let Some(target) = target else { return Ok(()) };
-    let matches = match target {
-        ConflictTarget::OnConstraint(name) => object_name(name)? == constraint,
-        ConflictTarget::Columns(cols) => {
-            let mut wanted: Vec<usize> = cols
-                .iter()
-                .map(|c| table.column(&ident(c)))
-                .collect::<Result<_>>()?;
-            wanted.sort_unstable();
-            let mut actual: Vec<usize> = if constraint == table.primary_key_name {
-                table.primary_key.clone()
-            } else {
-                table
-                    .indexes
-                    .iter()
-                    .find(|i| i.name == constraint)
-                    .map(|i| i.columns.clone())
-                    .unwrap_or_default()
-            };
-            actual.sort_unstable();
-            wanted == actual
+            HashSet::from([name])
         }
     };
-    if matches {
-        Ok(())
-    } else {
-        // PostgreSQL raises the violation of the constraint that was not named.
-        Err(Error::new(
-            sqlstate::UNIQUE_VIOLATION,
-            format!("duplicate key value violates unique constraint \"{constraint}\""),
-        ))
+    if found.is_empty() {
+        return Err(Error::new(
+            "42P10",
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        ));
     }
+    Ok(found)
 }
 
 fn assignment_columns(table: &TableDef, target: &AssignmentTarget) -> Result<Vec<usize>> {
