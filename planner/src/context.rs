@@ -54,6 +54,7 @@ impl QueryEngine {
         let base = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_analyzer_rule(Arc::new(crate::arith::CheckedArithmetic))
             .build();
         QueryEngine {
             base,

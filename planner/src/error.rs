@@ -161,7 +161,9 @@ pub fn classify_datafusion(e: DataFusionError) -> Error {
         _ if lower.contains("invalid function") || lower.contains("no function matches") => {
             sqlstate::UNDEFINED_FUNCTION
         }
-        _ if lower.contains("overflow") => sqlstate::NUMERIC_OUT_OF_RANGE,
+        _ if lower.contains("overflow") || message.ends_with("out of range") => {
+            sqlstate::NUMERIC_OUT_OF_RANGE
+        }
         _ if lower.contains("cannot cast") || lower.contains("cast error") => {
             sqlstate::INVALID_TEXT_REPRESENTATION
         }
@@ -186,6 +188,21 @@ fn postgres_message(m: &str) -> String {
     let lower = m.to_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return "division by zero".into();
+    }
+    // Arrow's integer overflow (e.g. `-2147483648 / -1`) and out-of-range casts.
+    if lower.contains("arithmetic overflow") {
+        return "integer out of range".into();
+    }
+    if lower.contains("can't cast value") {
+        for (arrow, pg) in [
+            ("int16", "smallint"),
+            ("int32", "integer"),
+            ("int64", "bigint"),
+        ] {
+            if lower.ends_with(&format!("to type {arrow}")) {
+                return format!("{pg} out of range");
+            }
+        }
     }
     if lower.contains("does not support logical expression windowfunction") {
         return "window functions are not allowed in WHERE".into();

@@ -9,13 +9,16 @@
 //! * [`provider`] + [`context`]: DataFusion reads tables through the session's transaction;
 //! * [`exec`]: statement execution — DataFusion plans and runs queries; DML and DDL are
 //!   planned by our own code (DataFusion's DML loses data with IN/EXISTS subqueries,
-//!   apache/datafusion#24654); point statements by primary key skip DataFusion entirely.
+//!   apache/datafusion#24654); point statements by primary key skip DataFusion entirely;
+//! * [`arith`] and [`subquery`]: rewrites of DataFusion's optimized plans where its
+//!   semantics differ from PostgreSQL's (integer overflow, per-row subplans).
 //!
 //! Layering: `planner` uses `txn` (transactions) and `kv` (key encoding); it knows nothing
 //! of the wire protocol. Errors carry their SQLSTATE ([`error::Error`]).
 //!
 //! Caveats: one schema (`public`); no foreign keys; sequences are node-local blocks.
 
+pub mod arith;
 pub mod catalog;
 pub mod context;
 pub mod error;

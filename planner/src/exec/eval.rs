@@ -286,6 +286,8 @@ impl RowEvaluator {
                 },
                 &df_schema,
             )?;
+            let logical = crate::arith::narrow_expr(logical)?.data;
+            let logical = crate::arith::checked_expr(logical, &df_schema)?.data;
             compiled.push(state.create_physical_expr(logical, &df_schema)?);
         }
         Ok(RowEvaluator {

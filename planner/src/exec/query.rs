@@ -43,7 +43,7 @@ pub(crate) async fn plan(
     let plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await?;
-    Ok((state, plan))
+    Ok((state, crate::arith::narrow_literals(plan)?))
 }
 
 /// Parameter types of a plan, `$1` first; unknown ones are text.
