@@ -430,10 +430,7 @@ async fn large_results_stream_to_the_client() {
     let c = node.connect().await;
 
     async fn stream_bytes(c: &tokio_postgres::Client, sql: &str) -> (u64, u64) {
-        let rows = c
-            .query_raw(sql, std::iter::empty::<i32>())
-            .await
-            .unwrap();
+        let rows = c.query_raw(sql, std::iter::empty::<i32>()).await.unwrap();
         pin_mut!(rows);
         let (mut count, mut bytes) = (0u64, 0u64);
         while let Some(row) = rows.try_next().await.unwrap() {
@@ -480,4 +477,43 @@ async fn large_results_stream_to_the_client() {
         peak < before + 150,
         "peak RSS {peak} MiB (was {before}) scanning a 200 MB table"
     );
+}
+
+/// Execute with a row limit suspends the portal; later Executes continue where it
+/// stopped, two portals interleave, and the end of the transaction closes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_return_rows_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let mut c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE p (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO p SELECT g, 'v' || g FROM generate_series(1, 10) AS s(g)",
+    )
+    .await
+    .unwrap();
+    let t = c.transaction().await.unwrap();
+    let by_id = t
+        .prepare("SELECT id FROM p WHERE id > $1 ORDER BY id")
+        .await
+        .unwrap();
+    let a = t.bind(&by_id, &[&0i32]).await.unwrap();
+    let b = t.bind(&by_id, &[&5i32]).await.unwrap();
+    let ids = |rows: Vec<tokio_postgres::Row>| -> Vec<i32> {
+        rows.iter().map(|r| r.get::<_, i32>(0)).collect()
+    };
+    assert_eq!(ids(t.query_portal(&a, 4).await.unwrap()), vec![1, 2, 3, 4]);
+    assert_eq!(ids(t.query_portal(&b, 3).await.unwrap()), vec![6, 7, 8]);
+    assert_eq!(ids(t.query_portal(&a, 4).await.unwrap()), vec![5, 6, 7, 8]);
+    assert_eq!(ids(t.query_portal(&b, 0).await.unwrap()), vec![9, 10]);
+    assert_eq!(ids(t.query_portal(&a, 4).await.unwrap()), vec![9, 10]);
+    assert!(t.query_portal(&a, 4).await.unwrap().is_empty());
+    t.commit().await.unwrap();
+    // The connection is still healthy and the next statement sees a fresh portal.
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM p", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10);
 }

@@ -87,6 +87,12 @@ impl Handlers {
             .session_extensions()
             .get_or_insert_with(|| AsyncMutex::new(Session::new(self.engine.clone())))
     }
+
+    fn suspended<C: ClientInfo>(&self, client: &C) -> Arc<Suspended> {
+        client
+            .session_extensions()
+            .get_or_insert_with(Suspended::default)
+    }
 }
 
 fn user_error(e: &Error) -> ErrorInfo {
@@ -203,23 +209,22 @@ async fn send_reply<C>(
     format: &Format,
     describe: bool,
     max_rows: usize,
-) -> PgWireResult<bool>
+) -> PgWireResult<Sent>
 where
     C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let _ = max_rows;
     match reply {
         Err(e) => {
             client
                 .feed(PgWireBackendMessage::ErrorResponse(user_error(&e).into()))
                 .await?;
-            Ok(false)
+            Ok(Sent::Failed)
         }
         Ok(Reply::Command(tag)) | Ok(Reply::Begin(tag)) | Ok(Reply::End(tag)) => {
             send_execution_response(client, Tag::new(&tag)).await?;
-            Ok(true)
+            Ok(Sent::Done)
         }
         Ok(Reply::Notice {
             tag,
@@ -234,15 +239,11 @@ where
                 )))
                 .await?;
             send_execution_response(client, Tag::new(&tag)).await?;
-            Ok(true)
+            Ok(Sent::Done)
         }
-        Ok(Reply::Rows {
-            columns,
-            mut rows,
-            tag,
-        }) => {
-            let schema = fields(&columns, format);
+        Ok(Reply::Rows { columns, rows, tag }) => {
             if describe {
+                let schema = fields(&columns, format);
                 client
                     .feed(PgWireBackendMessage::RowDescription(
                         pgwire::messages::data::RowDescription::new(
@@ -251,43 +252,92 @@ where
                     ))
                     .await?;
             }
-            let mut count = 0usize;
-            while let Some(chunk) = rows.next().await {
-                match chunk {
-                    Ok(chunk) => {
-                        for row in chunk {
-                            client
-                                .feed(PgWireBackendMessage::DataRow(data_row(
-                                    &row, &columns, format,
-                                )?))
-                                .await?;
-                            count += 1;
-                        }
-                    }
-                    Err(e) => {
-                        client
-                            .feed(PgWireBackendMessage::ErrorResponse(user_error(&e).into()))
-                            .await?;
-                        return Ok(false);
-                    }
-                }
-            }
-            let tag = if tag == "SHOW" {
-                "SHOW".to_string()
-            } else {
-                format!("{tag} {count}")
-            };
-            let tag = if tag == "SHOW" {
-                Tag::new("SHOW")
-            } else {
-                Tag::new(&tag)
-            };
-            client
-                .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                .await?;
-            Ok(true)
+            let rows = rows
+                .flat_map(|chunk| match chunk {
+                    Ok(chunk) => futures::stream::iter(chunk.into_iter().map(Ok)).left_stream(),
+                    Err(e) => futures::stream::once(async { Err(e) }).right_stream(),
+                })
+                .boxed();
+            let portal = PortalRows { columns, rows, tag };
+            send_rows(client, portal, format, max_rows).await
         }
     }
+}
+
+/// What [`send_reply`] sent.
+enum Sent {
+    Done,
+    Failed,
+    /// The row limit was reached with rows left: PortalSuspended was sent.
+    Suspended(PortalRows),
+    /// All rows were sent; executing the portal again returns no rows.
+    Finished(PortalRows),
+}
+
+/// The rows of an executing portal, one by one.
+struct PortalRows {
+    columns: Vec<OutputColumn>,
+    rows: futures::stream::BoxStream<'static, planner::Result<Vec<Datum>>>,
+    tag: String,
+}
+
+/// The rows of row-returning portals after their first Execute, by portal name: what is
+/// left after the client's row limit (holding the statement's snapshot), or nothing once
+/// all were sent. A new Bind of the name, Close, or the end of the transaction drops them.
+#[derive(Default)]
+struct Suspended(Mutex<HashMap<String, PortalRows>>);
+
+/// Sends up to `max_rows` rows (0: all) and CommandComplete, or PortalSuspended.
+async fn send_rows<C>(
+    client: &mut C,
+    mut portal: PortalRows,
+    format: &Format,
+    max_rows: usize,
+) -> PgWireResult<Sent>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut count = 0usize;
+    while max_rows == 0 || count < max_rows {
+        match portal.rows.next().await {
+            Some(Ok(row)) => {
+                client
+                    .feed(PgWireBackendMessage::DataRow(data_row(
+                        &row,
+                        &portal.columns,
+                        format,
+                    )?))
+                    .await?;
+                count += 1;
+            }
+            Some(Err(e)) => {
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse(user_error(&e).into()))
+                    .await?;
+                return Ok(Sent::Failed);
+            }
+            None => {
+                let tag = if portal.tag == "SHOW" {
+                    Tag::new("SHOW")
+                } else {
+                    Tag::new(&format!("{} {count}", portal.tag))
+                };
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+                portal.rows = futures::stream::empty().boxed();
+                return Ok(Sent::Finished(portal));
+            }
+        }
+    }
+    client
+        .feed(PgWireBackendMessage::PortalSuspended(
+            pgwire::messages::extendedquery::PortalSuspended::new(),
+        ))
+        .await?;
+    Ok(Sent::Suspended(portal))
 }
 
 #[async_trait]
@@ -328,8 +378,8 @@ impl SimpleQueryHandler for Handlers {
                         },
                         None => work.await,
                     };
-                    let ok = send_reply(client, reply, &Format::UnifiedText, true, 0).await?;
-                    if !ok {
+                    let sent = send_reply(client, reply, &Format::UnifiedText, true, 0).await?;
+                    if matches!(sent, Sent::Failed) {
                         session.fail();
                         break;
                     }
@@ -343,6 +393,9 @@ impl SimpleQueryHandler for Handlers {
             }
         }
         let status = wire_status(session.status());
+        if session.status() == Status::Idle {
+            self.suspended(client).0.lock().clear();
+        }
         drop(session);
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(status);
@@ -515,6 +568,7 @@ impl ExtendedQueryHandler for Handlers {
             return Err(PgWireError::NotReadyForQuery);
         }
         let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let max_rows = usize::try_from(message.max_rows).unwrap_or(0);
         let portal = match client.portal_store().get_portal(name) {
             Some(pgwire::api::store::Entry::Value(p)) => p,
             Some(pgwire::api::store::Entry::Empty) => {
@@ -527,6 +581,26 @@ impl ExtendedQueryHandler for Handlers {
             }
             None => return Err(PgWireError::PortalNotFound(name.to_owned())),
         };
+        let suspended = self.suspended(client);
+        let resumed = suspended.0.lock().remove(name);
+        if let Some(rows) = resumed {
+            // A later Execute of a suspended portal continues where the last one stopped.
+            return match send_rows(client, rows, &portal.result_column_format, max_rows).await? {
+                Sent::Suspended(rows) | Sent::Finished(rows) => {
+                    suspended.0.lock().insert(name.to_owned(), rows);
+                    Ok(())
+                }
+                Sent::Done => Ok(()),
+                Sent::Failed => {
+                    let slot = self.session(client);
+                    let mut session = slot.lock().await;
+                    session.fail();
+                    client.set_transaction_status(wire_status(session.status()));
+                    client.set_state(PgWireConnectionState::AwaitingSync);
+                    Ok(())
+                }
+            };
+        }
         let Some(statement) = portal.statement.statement.statement.clone() else {
             client
                 .feed(PgWireBackendMessage::EmptyQueryResponse(
@@ -560,14 +634,11 @@ impl ExtendedQueryHandler for Handlers {
             },
             None => reply.await,
         };
-        let ok = send_reply(
-            client,
-            reply,
-            &portal.result_column_format,
-            false,
-            message.max_rows as usize,
-        )
-        .await?;
+        let sent = send_reply(client, reply, &portal.result_column_format, false, max_rows).await?;
+        let ok = !matches!(sent, Sent::Failed);
+        if let Sent::Suspended(rows) | Sent::Finished(rows) = sent {
+            suspended.0.lock().insert(name.to_owned(), rows);
+        }
         if !ok {
             session.fail();
         }
@@ -578,6 +649,69 @@ impl ExtendedQueryHandler for Handlers {
             // Like any extended-protocol error: skip to Sync.
             client.set_state(PgWireConnectionState::AwaitingSync);
         }
+        Ok(())
+    }
+
+    /// Like pgwire's, and ends the implicit transaction's suspended portals: outside a
+    /// transaction block a portal lives until Sync, inside one until the block ends.
+    async fn on_sync<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::extendedquery::Sync,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let idle = self.session(client).lock().await.status() == Status::Idle;
+        {
+            let suspended = self.suspended(client);
+            let mut portals = suspended.0.lock();
+            if idle {
+                portals.clear();
+            } else {
+                portals.remove(pgwire::api::DEFAULT_NAME);
+            }
+        }
+        client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(
+                pgwire::messages::response::ReadyForQuery::new(client.transaction_status()),
+            ))
+            .await?;
+        client.flush().await?;
+        Ok(())
+    }
+
+    /// Like pgwire's, and drops a closed portal's suspended rows.
+    async fn on_close<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Close,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::messages::extendedquery::{
+            CloseComplete, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+        };
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => client.portal_store().rm_statement(name),
+            TARGET_TYPE_BYTE_PORTAL => {
+                self.suspended(client).0.lock().remove(name);
+                client.portal_store().rm_portal(name);
+            }
+            _ => {}
+        }
+        client
+            .send(PgWireBackendMessage::CloseComplete(CloseComplete::new()))
+            .await?;
         Ok(())
     }
 
@@ -603,6 +737,7 @@ impl ExtendedQueryHandler for Handlers {
             .portal_name
             .as_deref()
             .unwrap_or(pgwire::api::DEFAULT_NAME);
+        self.suspended(client).0.lock().remove(portal_name);
         match client.portal_store().get_statement(statement_name) {
             Some(pgwire::api::store::Entry::Value(statement)) => {
                 let portal = Portal::try_new(&message, statement)?;
