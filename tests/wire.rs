@@ -517,3 +517,57 @@ async fn portals_return_rows_in_pieces() {
         .get(0);
     assert_eq!(n, 10);
 }
+
+/// COPY FROM STDIN over the extended protocol (tokio-postgres): records split across
+/// CopyData messages arrive whole; a failing COPY leaves the table as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_loads_rows_atomically() {
+    use futures::SinkExt;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE cp (id INT PRIMARY KEY, name TEXT, n BIGINT)")
+        .await
+        .unwrap();
+    let mut data = String::new();
+    for i in 1..=10_000 {
+        data.push_str(&format!("{i}\tname {i}\\twith tab\t{}\n", i * 2));
+    }
+    let sink = c.copy_in("COPY cp FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    // Odd-sized chunks: records straddle CopyData messages.
+    for chunk in data.as_bytes().chunks(777) {
+        sink.send(std::io::Cursor::new(chunk.to_vec()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 10_000);
+    let row = c
+        .query_one(
+            "SELECT count(*), CAST(sum(n) AS BIGINT), max(name) FROM cp",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 10_000);
+    assert_eq!(row.get::<_, i64>(1), 10_000 * 10_001);
+    assert_eq!(row.get::<_, &str>(2), "name 9999\twith tab");
+
+    // A duplicate key in the middle: the whole COPY fails, nothing of it stays.
+    let sink = c
+        .copy_in("COPY cp (id, name) FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(std::io::Cursor::new(b"20001,a\n5,dup\n20002,b\n".to_vec()))
+        .await
+        .unwrap();
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(code(&err), "23505");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM cp", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10_000);
+}

@@ -247,6 +247,58 @@ pub async fn backfill_index(txn: &Txn, table: &TableDef, index: &IndexDef) -> Re
     }
 }
 
+/// Moves every row of `old` (keyed by a hidden row id) to its key under `new`'s primary
+/// key (ALTER TABLE … ADD PRIMARY KEY) and rebuilds the indexes, whose entries point at
+/// row keys. Fails with 23502 for a NULL key column and 23505 for a duplicate key; the
+/// statement's transaction then rolls back, so the table is unchanged.
+pub async fn rekey_rows(txn: &Txn, old: &TableDef, new: &TableDef) -> Result<()> {
+    let prefix = old.index_prefix(PRIMARY_INDEX);
+    // All rows first: the new keys share the prefix being scanned.
+    let rows = crate::catalog::scan_all(
+        txn,
+        &prefix,
+        &kv::keycode::prefix_end(&prefix).unwrap_or_default(),
+    )?;
+    for index in &old.indexes {
+        delete_prefix(txn, &old.index_prefix(index.id)).await?;
+    }
+    let mut moved = Vec::with_capacity(rows.len());
+    let mut keys = std::collections::HashSet::with_capacity(rows.len());
+    for (key, value) in rows {
+        let row = decode_stored_row(old, &value)?;
+        if let Some(&c) = new.primary_key.iter().find(|&&c| row[c].is_null()) {
+            return Err(Error::new(
+                sqlstate::NOT_NULL_VIOLATION,
+                format!(
+                    "column \"{}\" of relation \"{}\" contains null values",
+                    new.columns[c].name, new.name
+                ),
+            ));
+        }
+        let new_key = row_key(new, &row, None);
+        if !keys.insert(new_key.clone()) {
+            return Err(Error::new(
+                sqlstate::UNIQUE_VIOLATION,
+                format!("could not create unique index \"{}\"", new.primary_key_name),
+            )
+            .with_detail(
+                describe_key(new, &new.primary_key, &row)
+                    .replace("already exists", "is duplicated"),
+            ));
+        }
+        txn.put(&key, None).await?;
+        moved.push((new_key, value));
+    }
+    // Deletes before puts: a row id key may equal some new key byte for byte.
+    for (key, value) in moved {
+        txn.put(&key, Some(value)).await?;
+    }
+    for index in &new.indexes {
+        backfill_index(txn, new, index).await?;
+    }
+    Ok(())
+}
+
 /// Deletes every key with the given prefix (DROP TABLE / TRUNCATE / DROP INDEX).
 pub async fn delete_prefix(txn: &Txn, prefix: &[u8]) -> Result<u64> {
     let end = kv::keycode::prefix_end(prefix);

@@ -82,7 +82,7 @@ impl Handlers {
         })
     }
 
-    fn session<C: ClientInfo>(&self, client: &C) -> SessionSlot {
+    pub(crate) fn session<C: ClientInfo>(&self, client: &C) -> SessionSlot {
         client
             .session_extensions()
             .get_or_insert_with(|| AsyncMutex::new(Session::new(self.engine.clone())))
@@ -95,7 +95,7 @@ impl Handlers {
     }
 }
 
-fn user_error(e: &Error) -> ErrorInfo {
+pub(crate) fn user_error(e: &Error) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".into(), e.sqlstate.into(), e.message.clone());
     info.detail = e.detail.clone();
     info
@@ -105,7 +105,7 @@ fn to_pgwire(e: Error) -> PgWireError {
     PgWireError::UserError(Box::new(user_error(&e)))
 }
 
-fn wire_status(status: Status) -> TransactionStatus {
+pub(crate) fn wire_status(status: Status) -> TransactionStatus {
     match status {
         Status::Idle => TransactionStatus::Idle,
         Status::InBlock => TransactionStatus::Transaction,
@@ -368,7 +368,26 @@ impl SimpleQueryHandler for Handlers {
                     .await?;
             }
             Ok(statements) => {
-                for statement in statements {
+                let count = statements.len();
+                for (i, statement) in statements.into_iter().enumerate() {
+                    if crate::copy::is_copy_in(&statement) {
+                        if i + 1 < count {
+                            session.fail();
+                            let e = Error::unsupported(
+                                "COPY FROM STDIN followed by other statements in one query",
+                            );
+                            client
+                                .feed(PgWireBackendMessage::ErrorResponse(user_error(&e).into()))
+                                .await?;
+                            break;
+                        }
+                        if crate::copy::start(client, &mut session, &statement, false).await? {
+                            // ReadyForQuery comes after CopyDone / CopyFail.
+                            return Ok(());
+                        }
+                        session.fail();
+                        break;
+                    }
                     let cancel = cancel_receiver(client).await;
                     let work = session.execute(&statement, None, &[]);
                     let reply = match cancel {
@@ -611,6 +630,14 @@ impl ExtendedQueryHandler for Handlers {
         };
         let slot = self.session(client);
         let mut session = slot.lock().await;
+        if crate::copy::is_copy_in(&statement) {
+            if !crate::copy::start(client, &mut session, &statement, true).await? {
+                session.fail();
+                client.set_transaction_status(wire_status(session.status()));
+                client.set_state(PgWireConnectionState::AwaitingSync);
+            }
+            return Ok(());
+        }
         let reply = async {
             let prepared = if session.status() == Status::Failed {
                 None
@@ -928,6 +955,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::new(self.clone_shallow())
     }
 }
 

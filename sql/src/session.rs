@@ -21,6 +21,7 @@ use datafusion::sql::sqlparser::ast::{
     Expr, ObjectName, Set, Statement, TransactionMode, Value, ValueWithSpan,
 };
 use planner::error::sqlstate;
+use planner::exec::copy::CopyIn;
 use planner::types::Datum;
 use planner::{Engine, Error, Output, OutputColumn, Prepared, Result, RowStream};
 use txn::Txn;
@@ -61,6 +62,16 @@ pub struct Session {
     txn: Option<Arc<Txn>>,
     failed: bool,
     settings: BTreeMap<String, String>,
+    copy: Option<CopyState>,
+}
+
+/// An open `COPY … FROM STDIN`: its transaction (its own under autocommit) and the first
+/// error, after which the rest of the data is discarded until CopyDone.
+struct CopyState {
+    txn: Arc<Txn>,
+    autocommit: bool,
+    copy: Option<CopyIn>,
+    error: Option<Error>,
 }
 
 /// Session settings SHOW knows, with PostgreSQL's defaults.
@@ -104,6 +115,94 @@ impl Session {
             txn: None,
             failed: false,
             settings: default_settings(),
+            copy: None,
+        }
+    }
+
+    /// Starts `COPY … FROM STDIN`; returns the number of columns per row.
+    pub fn copy_start(&mut self, statement: &Statement) -> Result<usize> {
+        if self.failed {
+            return Err(Error::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let (txn, autocommit) = match &self.txn {
+            Some(txn) => (txn.clone(), false),
+            None => (Arc::new(self.engine.txns.begin()), true),
+        };
+        match self.engine.copy_in(&txn, statement) {
+            Ok(copy) => {
+                let columns = copy.column_count();
+                self.copy = Some(CopyState {
+                    txn,
+                    autocommit,
+                    copy: Some(copy),
+                    error: None,
+                });
+                Ok(columns)
+            }
+            Err(e) => {
+                self.end_failed_copy(&txn, autocommit);
+                Err(e)
+            }
+        }
+    }
+
+    /// Feeds COPY data; after an error the rest is discarded.
+    pub async fn copy_data(&mut self, bytes: &[u8]) {
+        let Some(state) = &mut self.copy else {
+            return;
+        };
+        if state.error.is_some() {
+            return;
+        }
+        if let Some(copy) = &mut state.copy {
+            if let Err(e) = copy.data(&self.engine, &state.txn, bytes).await {
+                state.error = Some(e);
+            }
+        }
+    }
+
+    /// CopyDone: the rows copied (committed under autocommit), or the COPY's error.
+    pub async fn copy_done(&mut self) -> Result<u64> {
+        let Some(mut state) = self.copy.take() else {
+            return Err(Error::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                "no COPY in progress",
+            ));
+        };
+        let result = match (state.error.take(), state.copy.take()) {
+            (Some(e), _) => Err(e),
+            (None, Some(copy)) => copy.finish(&self.engine, &state.txn).await,
+            (None, None) => Err(Error::internal("COPY state lost")),
+        };
+        match result {
+            Ok(rows) if state.autocommit => match state.txn.commit().await {
+                Ok(_) => Ok(rows),
+                Err(e) => Err(Error::from(e)),
+            },
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                self.end_failed_copy(&state.txn, state.autocommit);
+                Err(e)
+            }
+        }
+    }
+
+    /// CopyFail from the client: the COPY (and the block it ran in) fails.
+    pub fn copy_fail(&mut self, message: &str) -> Error {
+        if let Some(state) = self.copy.take() {
+            self.end_failed_copy(&state.txn, state.autocommit);
+        }
+        Error::new("57014", format!("COPY from stdin failed: {message}"))
+    }
+
+    fn end_failed_copy(&mut self, txn: &Txn, autocommit: bool) {
+        if autocommit {
+            txn.rollback();
+        } else {
+            self.failed = true;
         }
     }
 
@@ -162,6 +261,13 @@ impl Session {
             ));
         }
         if let Some(txn) = self.txn.clone() {
+            if matches!(statement, Statement::Vacuum(_)) {
+                self.failed = true;
+                return Err(Error::new(
+                    "25001",
+                    "VACUUM cannot run inside a transaction block",
+                ));
+            }
             let result = self.run(&txn, statement, prepared, params).await;
             if result.is_err() {
                 self.failed = true;

@@ -57,3 +57,46 @@ DROP TABLE emp;
 DROP TABLE IF EXISTS emp;
 DROP TABLE dept;
 SELECT * FROM dept;
+-- COPY FROM STDIN: text and CSV formats, defaults, NULLs, escapes, errors, blocks.
+CREATE TABLE cp (id INT PRIMARY KEY, name TEXT, note TEXT DEFAULT 'd', amount NUMERIC(8,2));
+COPY cp (id, name, amount) FROM STDIN;
+1	ann	1.50
+2	\N	2
+3	tab\there\\	3.25
+\.
+COPY cp FROM STDIN WITH (FORMAT csv, HEADER true);
+id,name,note,amount
+4,"quoted, comma",,4
+5,"say ""hi""","",5
+\.
+COPY cp FROM STDIN CSV;
+6,"two
+lines",x,6
+\.
+COPY cp (id, name) FROM STDIN;
+7	ok
+x	bad
+\.
+COPY cp (id) FROM STDIN;
+1
+\.
+COPY cp (id, name) FROM STDIN;
+8	too	many
+\.
+COPY nosuch FROM STDIN;
+SELECT * FROM cp ORDER BY id;
+BEGIN;
+COPY cp (id, name) FROM STDIN (FORMAT csv);
+9,in block
+\.
+SELECT count(*) FROM cp;
+ROLLBACK;
+SELECT count(*) FROM cp;
+VACUUM cp;
+ANALYZE cp;
+CREATE TABLE nokey (a INT, b TEXT);
+INSERT INTO nokey VALUES (2, 'two'), (1, 'one');
+ALTER TABLE nokey ADD PRIMARY KEY (a);
+SELECT * FROM nokey WHERE a = 1;
+INSERT INTO nokey VALUES (1, 'again');
+ALTER TABLE nokey ADD PRIMARY KEY (b);

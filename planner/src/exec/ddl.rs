@@ -226,19 +226,7 @@ async fn create_table(
         }
     }
     for (constraint, columns) in uniques {
-        let names: Vec<&str> = columns
-            .iter()
-            .map(|&c| table.columns[c].name.as_str())
-            .collect();
-        let index_name = constraint.unwrap_or_else(|| format!("{name}_{}_key", names.join("_")));
-        let id = table.next_index_id;
-        table.next_index_id += 1;
-        table.indexes.push(IndexDef {
-            id,
-            name: index_name,
-            columns,
-            unique: true,
-        });
+        unique_index(&mut table, constraint, columns);
     }
     writer.put_table(&table).await?;
     Ok(Output::Command("CREATE TABLE".into()))
@@ -281,13 +269,28 @@ async fn create_table_as(
             .zip(&table.columns)
             .map(|(d, c)| d.coerce(&c.ty))
             .collect::<std::result::Result<_, _>>()?;
-        let rowid = engine
-            .sequences
-            .next(&engine.txns, table.id, "__rowid")
-            .await?;
-        crate::table::insert_row_or_fail(txn, &table, &row, Some(rowid)).await?;
+        let rowid = super::dml::next_rowid(engine, &table).await?;
+        crate::table::insert_row_or_fail(txn, &table, &row, rowid).await?;
     }
     Ok(Output::Command(format!("SELECT {count}")))
+}
+
+/// Adds a UNIQUE constraint's index to `table` (named as PostgreSQL would by default).
+fn unique_index(table: &mut TableDef, name: Option<String>, columns: Vec<usize>) -> IndexDef {
+    let names: Vec<&str> = columns
+        .iter()
+        .map(|&c| table.columns[c].name.as_str())
+        .collect();
+    let name = name.unwrap_or_else(|| format!("{}_{}_key", table.name, names.join("_")));
+    let index = IndexDef {
+        id: table.next_index_id,
+        name,
+        columns,
+        unique: true,
+    };
+    table.next_index_id += 1;
+    table.indexes.push(index.clone());
+    index
 }
 
 fn multiple_pk(table: &str) -> Error {
@@ -613,6 +616,33 @@ async fn alter_table(
                 }
                 writer.delete_table(&table.name).await?;
                 table.name = new;
+            }
+            AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::PrimaryKey(pk),
+                ..
+            } => {
+                if !table.primary_key.is_empty() {
+                    return Err(multiple_pk(&name));
+                }
+                let old = table.clone();
+                table.primary_key = index_columns(&table, &pk.columns)?;
+                for &c in &table.primary_key {
+                    table.columns[c].nullable = false;
+                }
+                table.primary_key_name = pk
+                    .name
+                    .as_ref()
+                    .map(ident)
+                    .unwrap_or_else(|| format!("{name}_pkey"));
+                crate::table::rekey_rows(txn, &old, &table).await?;
+            }
+            AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::Unique(u),
+                ..
+            } => {
+                let columns = index_columns(&table, &u.columns)?;
+                let index = unique_index(&mut table, u.name.as_ref().map(ident), columns);
+                crate::table::backfill_index(txn, &table, &index).await?;
             }
             other => return Err(Error::unsupported(format!("ALTER TABLE {other}"))),
         }

@@ -203,13 +203,13 @@ pub(crate) async fn execute(
 }
 
 /// Per-statement state: CHECK evaluator and the rows to return.
-struct WriteContext {
+pub(crate) struct WriteContext {
     checks: Option<RowEvaluator>,
     returned: Vec<Vec<Datum>>,
 }
 
 impl WriteContext {
-    fn new(
+    pub(crate) fn new(
         state: &datafusion::execution::session_state::SessionState,
         table: &TableDef,
     ) -> Result<Self> {
@@ -237,7 +237,7 @@ impl WriteContext {
     }
 
     /// NOT NULL and CHECK constraints of a new row version.
-    fn check(&self, table: &TableDef, row: &[Datum]) -> Result<()> {
+    pub(crate) fn check(&self, table: &TableDef, row: &[Datum]) -> Result<()> {
         for (col, value) in table.columns.iter().zip(row) {
             if !col.nullable && value.is_null() {
                 return Err(Error::new(
@@ -418,6 +418,19 @@ pub(crate) async fn complete_row(
     Ok(out)
 }
 
+/// A new hidden row id for a table without a primary key (None for other tables).
+pub(crate) async fn next_rowid(engine: &Engine, table: &TableDef) -> Result<Option<i64>> {
+    if !table.has_hidden_rowid() {
+        return Ok(None);
+    }
+    Ok(Some(
+        engine
+            .sequences
+            .next(&engine.txns, table.id, "__rowid")
+            .await?,
+    ))
+}
+
 /// The value a column gets when none is given: its sequence, its DEFAULT, or NULL.
 pub(crate) async fn column_default(
     engine: &Engine,
@@ -518,16 +531,7 @@ async fn insert(
     for values in source {
         let row = complete_row(engine, txn, Some(&state), table, &columns, values).await?;
         ctx.check(table, &row)?;
-        let rowid = if table.has_hidden_rowid() {
-            Some(
-                engine
-                    .sequences
-                    .next(&engine.txns, table.id, "__rowid")
-                    .await?,
-            )
-        } else {
-            None
-        };
+        let rowid = next_rowid(engine, table).await?;
         match insert_row(txn, table, &row, rowid).await? {
             InsertOutcome::Inserted => {
                 count += 1;

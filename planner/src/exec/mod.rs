@@ -14,6 +14,7 @@
 //! Transaction control (BEGIN/COMMIT/…) and session settings belong to the SQL layer;
 //! every call here runs inside a transaction the caller owns.
 
+pub mod copy;
 pub mod ddl;
 pub mod dml;
 pub mod eval;
@@ -24,7 +25,9 @@ pub mod query;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{SetExpr, Statement, TableFactor, TableWithJoins, With};
+use datafusion::sql::sqlparser::ast::{
+    ObjectName, SetExpr, Statement, TableFactor, TableWithJoins, With,
+};
 use futures::Stream;
 use txn::{Txn, TxnManager};
 
@@ -133,6 +136,12 @@ impl Engine {
         })
     }
 
+    /// Opens `COPY … FROM STDIN` in `txn`; the wire layer feeds it the client's data.
+    pub fn copy_in(&self, txn: &Arc<Txn>, statement: &Statement) -> Result<copy::CopyIn> {
+        let catalog = self.catalog(txn)?;
+        copy::CopyIn::open(self, txn, &catalog, statement)
+    }
+
     /// Executes a prepared statement with parameter values.
     pub async fn execute(
         &self,
@@ -157,9 +166,23 @@ impl Engine {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 dml::execute(self, txn, &catalog, &prepared.statement, params, None).await
             }
+            // COPY FROM STDIN runs through the wire layer's COPY protocol ([`Engine::copy_in`]).
+            Statement::Copy { .. } => Err(Error::unsupported("COPY TO STDOUT")),
+            Statement::Vacuum(v) => maintenance(&catalog, v.table_name.as_ref(), "VACUUM"),
+            Statement::Analyze(a) => maintenance(&catalog, a.table_name.as_ref(), "ANALYZE"),
             other => ddl::execute(self, txn, &catalog, other).await,
         }
     }
+}
+
+/// VACUUM and ANALYZE (which tools such as `pgbench -i` run) have nothing to do here:
+/// the planner keeps no statistics, and old MVCC versions are the store's to reclaim
+/// (not built yet; see docs/architecture.md). They check that the table exists.
+fn maintenance(catalog: &Catalog, table: Option<&ObjectName>, tag: &str) -> Result<Output> {
+    if let Some(name) = table {
+        catalog.table(&names::object_name(name)?)?;
+    }
+    Ok(Output::Command(tag.to_string()))
 }
 
 /// `WITH … INSERT/UPDATE/DELETE`: the CTEs and the DML statement.
@@ -186,6 +209,9 @@ fn check_supported(statement: &Statement) -> Result<()> {
         | Statement::CreateView(_)
         | Statement::AlterTable(_)
         | Statement::Truncate(_)
+        | Statement::Vacuum(_)
+        | Statement::Analyze(_)
+        | Statement::Copy { .. }
         | Statement::Drop { .. } => Ok(()),
         other => Err(Error::unsupported(statement_name(other))),
     }

@@ -505,16 +505,7 @@ pub(crate) async fn execute(
                 .collect::<Result<Vec<_>>>()?;
             let row = dml::complete_row(engine, txn, None, table, columns, provided).await?;
             not_null(table, &row)?;
-            let rowid = if table.has_hidden_rowid() {
-                Some(
-                    engine
-                        .sequences
-                        .next(&engine.txns, table.id, "__rowid")
-                        .await?,
-                )
-            } else {
-                None
-            };
+            let rowid = dml::next_rowid(engine, table).await?;
             insert_row_or_fail(txn, table, &row, rowid).await?;
             Ok(Output::Command("INSERT 0 1".into()))
         }
