@@ -76,10 +76,13 @@ impl QueryEngine {
             CATALOG_NAME.to_string(),
             Arc::new(TxnCatalog { schema }),
         );
-        SessionStateBuilder::new_from_existing(self.base.clone())
+        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
             .with_runtime_env(runtime)
             .with_catalog_list(list)
-            .build()
+            .build();
+        // `now()` and friends are folded to the statement's start time.
+        state.mark_start_execution();
+        state
     }
 }
 

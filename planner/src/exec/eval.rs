@@ -16,6 +16,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::{DFSchema, TableReference};
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, Expr, ExprWithAlias, UnaryOperator, Value, ValueWithSpan,
@@ -277,6 +279,13 @@ impl RowEvaluator {
             }
         }
         let df_schema = DFSchema::new_with_metadata(qualified, Default::default())?;
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .with_config_options(state.config_options().clone())
+                .with_current_time()
+                .build(),
+        );
         let mut compiled = Vec::with_capacity(exprs.len());
         for e in exprs {
             let logical = state.create_logical_expr_from_sql_expr(
@@ -286,8 +295,12 @@ impl RowEvaluator {
                 },
                 &df_schema,
             )?;
+            // As a query's expressions would be: PostgreSQL integer typing and overflow
+            // checks, then constant folding, which also fixes `now()` for the statement.
             let logical = crate::arith::narrow_expr(logical)?.data;
+            let logical = simplifier.coerce(logical, &df_schema)?;
             let logical = crate::arith::checked_expr(logical, &df_schema)?.data;
+            let logical = simplifier.simplify(logical)?;
             compiled.push(state.create_physical_expr(logical, &df_schema)?);
         }
         Ok(RowEvaluator {
