@@ -347,6 +347,28 @@ fn postgres_rewrites(statement: &mut Statement) {
                 query.fetch = None;
             }
             if let SetExpr::Select(select) = query.body.as_mut() {
+                // `SELECT generate_series(a, b)` returns rows in PostgreSQL; DataFusion's
+                // scalar generate_series returns one list: unnest it.
+                for item in select.projection.iter_mut() {
+                    let (expr, alias) = match item {
+                        SelectItem::UnnamedExpr(e) => (e, None),
+                        SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+                        _ => continue,
+                    };
+                    if !is_set_returning_call(expr) {
+                        continue;
+                    }
+                    let Ok(unnested) = crate::exec::dml::parse_expr(&format!("unnest({expr})"))
+                    else {
+                        continue;
+                    };
+                    let alias = alias
+                        .unwrap_or_else(|| Ident::with_quote('"', super::names::expr_name(expr)));
+                    *item = SelectItem::ExprWithAlias {
+                        expr: unnested,
+                        alias,
+                    };
+                }
                 let mut seen = std::collections::HashSet::new();
                 for (i, item) in select.projection.iter_mut().enumerate() {
                     let (expr, name) = match item {
@@ -370,6 +392,18 @@ fn postgres_rewrites(statement: &mut Statement) {
         }
     }
     let _ = statement.visit(&mut Rewriter);
+}
+
+/// A call of a function that returns a set in PostgreSQL but a list in DataFusion.
+fn is_set_returning_call(e: &Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    f.over.is_none()
+        && f.name.0.len() == 1
+        && f.name.0[0]
+            .as_ident()
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("generate_series"))
 }
 
 /// Parses one query.
