@@ -280,6 +280,17 @@ fn postgres_rewrites(statement: &mut Statement) {
         }
 
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Some(n) = varchar_cast_length(expr) {
+                // An explicit cast to varchar(n) truncates (DataFusion ignores n).
+                let Expr::Cast { expr: inner, .. } = &*expr else {
+                    return ControlFlow::Continue(());
+                };
+                let sql = format!("CAST(substr(CAST({inner} AS TEXT), 1, {n}) AS VARCHAR)");
+                if let Ok(rewritten) = crate::exec::dml::parse_expr(&sql) {
+                    *expr = rewritten;
+                }
+                return ControlFlow::Continue(());
+            }
             let (left, op, subquery, all) = match expr {
                 Expr::AllOp {
                     left,
@@ -392,6 +403,21 @@ fn postgres_rewrites(statement: &mut Statement) {
         }
     }
     let _ = statement.visit(&mut Rewriter);
+}
+
+/// `n` of a `CAST(… AS varchar(n))`.
+fn varchar_cast_length(e: &Expr) -> Option<u64> {
+    use datafusion::sql::sqlparser::ast::{CharacterLength, DataType};
+    let Expr::Cast { data_type, .. } = e else {
+        return None;
+    };
+    match data_type {
+        DataType::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+        | DataType::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. })) => {
+            Some(*length)
+        }
+        _ => None,
+    }
 }
 
 /// A call of a function that returns a set in PostgreSQL but a list in DataFusion.
