@@ -358,6 +358,7 @@ fn postgres_rewrites(statement: &mut Statement) {
                 query.fetch = None;
             }
             if let SetExpr::Select(select) = query.body.as_mut() {
+                merge_outer_using_columns(select);
                 // `SELECT generate_series(a, b)` returns rows in PostgreSQL; DataFusion's
                 // scalar generate_series returns one list: unnest it.
                 for item in select.projection.iter_mut() {
@@ -403,6 +404,99 @@ fn postgres_rewrites(statement: &mut Statement) {
         }
     }
     let _ = statement.visit(&mut Rewriter);
+}
+
+/// `a RIGHT|FULL JOIN b USING (k)`: PostgreSQL's merged column `k` is
+/// `COALESCE(a.k, b.k)`; DataFusion resolves `k` to `a.k` (NULL for rows only in b). The
+/// unqualified `k` in the select list, WHERE, GROUP BY and HAVING is rewritten, for a
+/// single join of two named relations (`*` keeps DataFusion's expansion).
+fn merge_outer_using_columns(select: &mut datafusion::sql::sqlparser::ast::Select) {
+    use datafusion::sql::sqlparser::ast::{GroupByExpr, JoinConstraint, JoinOperator};
+    let [from] = select.from.as_slice() else {
+        return;
+    };
+    let [join] = from.joins.as_slice() else {
+        return;
+    };
+    let (JoinOperator::FullOuter(JoinConstraint::Using(columns))
+    | JoinOperator::RightOuter(JoinConstraint::Using(columns))
+    | JoinOperator::Right(JoinConstraint::Using(columns))) = &join.join_operator
+    else {
+        return;
+    };
+    let qualifier = |t: &TableFactor| match t {
+        TableFactor::Table { name, alias, .. } => Some(match alias {
+            Some(a) => a.name.to_string(),
+            None => name.to_string(),
+        }),
+        _ => None,
+    };
+    let (Some(left), Some(right)) = (qualifier(&from.relation), qualifier(&join.relation)) else {
+        return;
+    };
+    let merged: Vec<String> = columns
+        .iter()
+        .filter_map(|c| {
+            c.0.last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_lowercase())
+        })
+        .collect();
+    struct Merge<'a> {
+        merged: &'a [String],
+        left: &'a str,
+        right: &'a str,
+    }
+    impl VisitorMut for Merge<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Identifier(i) = e {
+                let name = super::names::ident(i);
+                if self.merged.contains(&name) {
+                    let sql = format!("COALESCE({}.{i}, {}.{i})", self.left, self.right);
+                    if let Ok(c) = crate::exec::dml::parse_expr(&sql) {
+                        *e = c;
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut merge = Merge {
+        merged: &merged,
+        left: &left,
+        right: &right,
+    };
+    for item in select.projection.iter_mut() {
+        match item {
+            SelectItem::UnnamedExpr(e) => {
+                let name = super::names::expr_name(e);
+                let mut rewritten = e.clone();
+                let _ = rewritten.visit(&mut merge);
+                if rewritten != *e {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: rewritten,
+                        alias: Ident::with_quote('"', name),
+                    };
+                }
+            }
+            SelectItem::ExprWithAlias { expr, .. } => {
+                let _ = expr.visit(&mut merge);
+            }
+            _ => {}
+        }
+    }
+    if let Some(w) = &mut select.selection {
+        let _ = w.visit(&mut merge);
+    }
+    if let GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
+        for e in exprs {
+            let _ = e.visit(&mut merge);
+        }
+    }
+    if let Some(h) = &mut select.having {
+        let _ = h.visit(&mut merge);
+    }
 }
 
 /// `n` of a `CAST(… AS varchar(n))`.
