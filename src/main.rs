@@ -92,7 +92,16 @@ fn main() -> anyhow::Result<()> {
             complete,
             known_failures,
             files,
-        } => runtime.block_on(sqllogic_command(url, complete, known_failures, files)),
+        } => {
+            let passed = runtime.block_on(sqllogic_command(url, complete, known_failures, files));
+            // Drop the runtime first: its tasks hold the node's store, which must close
+            // before the process exits (else RocksDB's threads outlive its mutexes).
+            drop(runtime);
+            if !passed? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -101,7 +110,7 @@ async fn sqllogic_command(
     complete: bool,
     known_failures: Option<PathBuf>,
     files: Vec<PathBuf>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let (url, node) = match url {
         Some(url) => (url, None),
         None => {
@@ -132,10 +141,7 @@ async fn sqllogic_command(
         started.stop().await;
         let _ = std::fs::remove_dir_all(dir);
     }
-    if summary?.failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(summary?.failed == 0)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
