@@ -20,6 +20,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionConfig;
 use txn::Txn;
 
@@ -56,6 +57,11 @@ impl QueryEngine {
             .with_default_features()
             .with_analyzer_rule(Arc::new(crate::arith::CheckedArithmetic))
             .build();
+        let mut base = base;
+        for udf in crate::functions::all() {
+            // Registering replaces nothing: these names are not DataFusion's.
+            let _ = base.register_udf(udf);
+        }
         QueryEngine {
             base,
             memory_limit_bytes,

@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod context;
 pub mod error;
 pub mod exec;
+pub mod functions;
 pub mod provider;
 pub mod sequence;
 pub mod subquery;
