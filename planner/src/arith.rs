@@ -18,6 +18,8 @@
 //!   turns every integer `+`/`-`/`*` into a call to [`CheckedArith`], which runs Arrow's
 //!   checked kernels. Expressions keep their names ([`NamePreserver`]), so the plan's
 //!   schema does not change.
+//! * **`round(double precision)`** rounds ties to even in PostgreSQL (`rint`), away from
+//!   zero in DataFusion; the same rule calls [`RoundHalfEven`] instead.
 
 use std::sync::Arc;
 
@@ -133,6 +135,16 @@ fn rewrite_plan<C>(
 /// integer types (before type coercion) are widened to the wider one.
 pub fn checked_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     expr.transform_up(|e| {
+        if let Some(arg) = float_round_arg(&e, schema) {
+            return Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(RoundHalfEven {
+                        signature: Signature::exact(vec![DataType::Float64], Volatility::Immutable),
+                    })),
+                    vec![arg],
+                ),
+            )));
+        }
         let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
             return Ok(Transformed::no(e));
         };
@@ -165,6 +177,56 @@ pub fn checked_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>
             ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(udf)), args),
         )))
     })
+}
+
+/// The argument of `round(double precision)` (one argument).
+fn float_round_arg(e: &Expr, schema: &DFSchema) -> Option<Expr> {
+    let Expr::ScalarFunction(f) = e else {
+        return None;
+    };
+    let [arg] = f.args.as_slice() else {
+        return None;
+    };
+    (f.name() == "round" && arg.get_type(schema).ok()? == DataType::Float64).then(|| arg.clone())
+}
+
+/// PostgreSQL's `round(double precision)`: the platform's `rint`, ties to even
+/// (DataFusion's `round` rounds ties away from zero, which is right for numeric).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RoundHalfEven {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for RoundHalfEven {
+    fn name(&self) -> &str {
+        "pg_round_float8"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Float64Array};
+        use datafusion::arrow::datatypes::Float64Type;
+        match args.args.as_slice() {
+            [ColumnarValue::Scalar(ScalarValue::Float64(v))] => Ok(ColumnarValue::Scalar(
+                ScalarValue::Float64(v.map(f64::round_ties_even)),
+            )),
+            [ColumnarValue::Array(a)] => {
+                let rounded: Float64Array =
+                    a.as_primitive::<Float64Type>().unary(f64::round_ties_even);
+                Ok(ColumnarValue::Array(Arc::new(rounded)))
+            }
+            _ => Err(DataFusionError::Internal(
+                "round(double precision) takes one double".into(),
+            )),
+        }
+    }
 }
 
 fn int_width(ty: &DataType) -> Option<u8> {
