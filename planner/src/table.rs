@@ -247,18 +247,24 @@ pub async fn backfill_index(txn: &Txn, table: &TableDef, index: &IndexDef) -> Re
     }
 }
 
+/// Every stored row of a table as (row key, encoded row), read into memory: for
+/// statements that rewrite rows under the prefix they read (ALTER TABLE).
+pub fn stored_rows(txn: &Txn, table: &TableDef) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let prefix = table.index_prefix(PRIMARY_INDEX);
+    crate::catalog::scan_all(
+        txn,
+        &prefix,
+        &kv::keycode::prefix_end(&prefix).unwrap_or_default(),
+    )
+}
+
 /// Moves every row of `old` (keyed by a hidden row id) to its key under `new`'s primary
 /// key (ALTER TABLE … ADD PRIMARY KEY) and rebuilds the indexes, whose entries point at
 /// row keys. Fails with 23502 for a NULL key column and 23505 for a duplicate key; the
 /// statement's transaction then rolls back, so the table is unchanged.
 pub async fn rekey_rows(txn: &Txn, old: &TableDef, new: &TableDef) -> Result<()> {
-    let prefix = old.index_prefix(PRIMARY_INDEX);
     // All rows first: the new keys share the prefix being scanned.
-    let rows = crate::catalog::scan_all(
-        txn,
-        &prefix,
-        &kv::keycode::prefix_end(&prefix).unwrap_or_default(),
-    )?;
+    let rows = stored_rows(txn, old)?;
     for index in &old.indexes {
         delete_prefix(txn, &old.index_prefix(index.id)).await?;
     }

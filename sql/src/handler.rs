@@ -692,7 +692,8 @@ impl ExtendedQueryHandler for Handlers {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let idle = self.session(client).lock().await.status() == Status::Idle;
+        // The status every statement handler left for ReadyForQuery.
+        let idle = client.transaction_status() == TransactionStatus::Idle;
         {
             let suspended = self.suspended(client);
             let mut portals = suspended.0.lock();

@@ -65,6 +65,14 @@ pub struct Session {
     copy: Option<CopyState>,
 }
 
+/// The error of every statement in a failed transaction block until it ends.
+fn block_aborted() -> Error {
+    Error::new(
+        "25P02",
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}
+
 /// An open `COPY … FROM STDIN`: its transaction (its own under autocommit) and the first
 /// error, after which the rest of the data is discarded until CopyDone.
 struct CopyState {
@@ -122,10 +130,7 @@ impl Session {
     /// Starts `COPY … FROM STDIN`; returns the number of columns per row.
     pub fn copy_start(&mut self, statement: &Statement) -> Result<usize> {
         if self.failed {
-            return Err(Error::new(
-                "25P02",
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
+            return Err(block_aborted());
         }
         let (txn, autocommit) = match &self.txn {
             Some(txn) => (txn.clone(), false),
@@ -255,10 +260,7 @@ impl Session {
             return Ok(reply);
         }
         if self.failed {
-            return Err(Error::new(
-                "25P02",
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
+            return Err(block_aborted());
         }
         if let Some(txn) = self.txn.clone() {
             if matches!(statement, Statement::Vacuum(_)) {

@@ -154,17 +154,19 @@ impl CopyIn {
 
     /// Consumes the complete records in `bytes` (plus what earlier calls left).
     pub async fn data(&mut self, engine: &Engine, txn: &Arc<Txn>, bytes: &[u8]) -> Result<()> {
-        self.pending.extend_from_slice(bytes);
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.extend_from_slice(bytes);
         let mut start = 0;
         while !self.ended {
-            let Some(end) = self.record_end(start) else {
+            let Some(end) = record_end(&pending[start..], &self.format) else {
                 break;
             };
-            let record = self.pending[start..end].to_vec();
-            start = end + 1;
-            self.record(engine, txn, &record).await?;
+            self.record(engine, txn, &pending[start..start + end])
+                .await?;
+            start += end + 1;
         }
-        self.pending.drain(..start);
+        pending.drain(..start);
+        self.pending = pending;
         Ok(())
     }
 
@@ -175,32 +177,6 @@ impl CopyIn {
             self.record(engine, txn, &record).await?;
         }
         Ok(self.rows)
-    }
-
-    /// The index of the newline ending the record that starts at `start`.
-    fn record_end(&self, start: usize) -> Option<usize> {
-        let rest = &self.pending[start..];
-        match self.format {
-            Format::Text => rest.iter().position(|&b| b == b'\n').map(|i| start + i),
-            Format::Csv { quote, escape } => {
-                let mut quoted = false;
-                let mut i = 0;
-                while i < rest.len() {
-                    let b = rest[i];
-                    if quoted && b == escape && escape != quote && rest.get(i + 1) == Some(&quote) {
-                        i += 2;
-                        continue;
-                    }
-                    if b == quote {
-                        quoted = !quoted;
-                    } else if b == b'\n' && !quoted {
-                        return Some(start + i);
-                    }
-                    i += 1;
-                }
-                None
-            }
-        }
     }
 
     async fn record(&mut self, engine: &Engine, txn: &Arc<Txn>, record: &[u8]) -> Result<()> {
@@ -259,6 +235,32 @@ impl CopyIn {
         match e.detail {
             Some(_) => e,
             None => e.with_detail(context),
+        }
+    }
+}
+
+/// The index of the newline that ends the first record of `bytes`, if complete (in CSV,
+/// newlines inside quotes belong to the field).
+fn record_end(bytes: &[u8], format: &Format) -> Option<usize> {
+    match *format {
+        Format::Text => bytes.iter().position(|&b| b == b'\n'),
+        Format::Csv { quote, escape } => {
+            let mut quoted = false;
+            let mut i = 0;
+            while i < bytes.len() {
+                let b = bytes[i];
+                if quoted && b == escape && escape != quote && bytes.get(i + 1) == Some(&quote) {
+                    i += 2;
+                    continue;
+                }
+                if b == quote {
+                    quoted = !quoted;
+                } else if b == b'\n' && !quoted {
+                    return Some(i);
+                }
+                i += 1;
+            }
+            None
         }
     }
 }

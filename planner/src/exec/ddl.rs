@@ -687,12 +687,7 @@ async fn backfill_column(
     column: &str,
 ) -> Result<()> {
     let pos = table.column(column)?;
-    let prefix = table.index_prefix(crate::catalog::PRIMARY_INDEX);
-    let rows = crate::catalog::scan_all(
-        txn,
-        &prefix,
-        &kv::keycode::prefix_end(&prefix).unwrap_or_default(),
-    )?;
+    let rows = crate::table::stored_rows(txn, table)?;
     for (key, value) in rows {
         let mut row = crate::table::decode_stored_row(table, &value)?;
         row[pos] = super::dml::column_default(engine, txn, None, table, pos).await?;
@@ -735,12 +730,7 @@ fn rename_identifier(sql: &str, old: &str, new: &str) -> Result<String> {
 
 /// Removes a column: rewrites every row without it and renumbers index column positions.
 async fn drop_column(txn: &Arc<Txn>, table: &mut TableDef, pos: usize) -> Result<()> {
-    let prefix = table.index_prefix(crate::catalog::PRIMARY_INDEX);
-    let rows = crate::catalog::scan_all(
-        txn,
-        &prefix,
-        &kv::keycode::prefix_end(&prefix).unwrap_or_default(),
-    )?;
+    let rows = crate::table::stored_rows(txn, table)?;
     for (key, value) in rows {
         let mut row = crate::table::decode_stored_row(table, &value)?;
         row.remove(pos);
