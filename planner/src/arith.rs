@@ -43,17 +43,7 @@ use crate::error::{sqlstate, Error};
 
 /// Types integer literals that fit in 32 bits as `Int32`, in `plan` and its subqueries.
 pub fn narrow_literals(plan: LogicalPlan) -> DfResult<LogicalPlan> {
-    // A recursive CTE's work table keeps the type its static term had when planned.
-    let mut recursive = false;
-    plan.apply_with_subqueries(|n| {
-        recursive |= matches!(n, LogicalPlan::RecursiveQuery(_));
-        Ok(if recursive {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    })?;
-    if recursive {
+    if has_recursive_query(&plan) {
         return Ok(plan);
     }
     rewrite_plan(
@@ -61,6 +51,21 @@ pub fn narrow_literals(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         |node| (!matches!(node, LogicalPlan::Limit(_) | LogicalPlan::Values(_))).then_some(()),
         |(), e| narrow_expr(e),
     )
+}
+
+/// Whether `plan` has a recursive CTE, whose work table keeps the types its static
+/// term had when planned (so rewrites that change types must leave such plans alone).
+pub(crate) fn has_recursive_query(plan: &LogicalPlan) -> bool {
+    let mut recursive = false;
+    let _ = plan.apply_with_subqueries(|n| {
+        recursive |= matches!(n, LogicalPlan::RecursiveQuery(_));
+        Ok(if recursive {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    recursive
 }
 
 /// Types the integer literals of one expression that fit in 32 bits as `Int32`.

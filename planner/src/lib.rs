@@ -24,6 +24,7 @@ pub mod context;
 pub mod error;
 pub mod exec;
 pub mod functions;
+pub mod numeric_scale;
 pub mod provider;
 pub mod sequence;
 pub mod subquery;

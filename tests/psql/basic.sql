@@ -19,6 +19,8 @@ SELECT * FROM emp ORDER BY id;
 SELECT d.name, count(e.id) AS n, sum(e.salary) AS total
   FROM dept d LEFT JOIN emp e ON e.dept_id = d.id
   GROUP BY d.name ORDER BY d.name;
+SELECT dept_id, avg(salary), avg(id), round(avg(salary), 1) AS r, max(salary) / count(*) AS q
+  FROM emp GROUP BY dept_id ORDER BY dept_id NULLS FIRST;
 SELECT name FROM emp WHERE dept_id IN (SELECT id FROM dept WHERE name = 'eng') ORDER BY name;
 SELECT name, salary FROM emp e WHERE salary > (SELECT min(salary) FROM emp WHERE dept_id = e.dept_id) ORDER BY 1;
 SELECT name, CASE WHEN salary >= 100 THEN 'high' ELSE 'low' END AS band FROM emp ORDER BY name;

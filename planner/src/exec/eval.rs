@@ -298,6 +298,7 @@ impl RowEvaluator {
             // As a query's expressions would be: PostgreSQL integer typing and overflow
             // checks, then constant folding, which also fixes `now()` for the statement.
             let logical = crate::arith::narrow_expr(logical)?.data;
+            let logical = crate::numeric_scale::divide_expr(logical, &df_schema)?.data;
             let logical = simplifier.coerce(logical, &df_schema)?;
             let logical = crate::arith::checked_expr(logical, &df_schema)?.data;
             let logical = simplifier.simplify(logical)?;

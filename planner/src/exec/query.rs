@@ -27,6 +27,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::exec::names::{output_names, resolve_names};
 use crate::exec::{Engine, Output, OutputColumn, RowStream};
+use crate::numeric_scale::{expose_display_scales, Display};
 use crate::types::{array_datum, datum_to_scalar, Datum, SqlType};
 
 /// Plans a query: returns the session (to execute with) and the logical plan.
@@ -43,7 +44,8 @@ pub(crate) async fn plan(
     let plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await?;
-    Ok((state, crate::arith::narrow_literals(plan)?))
+    let plan = crate::arith::narrow_literals(plan)?;
+    Ok((state, crate::numeric_scale::rewrite(plan)?))
 }
 
 /// Parameter types of a plan, `$1` first; unknown ones are text.
@@ -66,20 +68,42 @@ pub(crate) fn param_types(plan: &LogicalPlan) -> Result<Vec<SqlType>> {
     Ok(out)
 }
 
-/// Result columns of a planned query, named the PostgreSQL way.
+/// Result columns of a planned query, named the PostgreSQL way (hidden display-scale
+/// columns left out; numerics with per-value scales are unconstrained `numeric`).
 pub(crate) fn columns(plan: &LogicalPlan, q: Option<&Query>) -> Vec<OutputColumn> {
     let schema = plan.schema();
-    let planned: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let display = Display::of(schema);
+    let fields = &schema.fields()[..display.visible()];
+    let planned: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
     let names = resolve_names(q.and_then(output_names), &planned);
-    schema
-        .fields()
+    fields
         .iter()
         .zip(names)
-        .map(|(f, name)| OutputColumn {
+        .enumerate()
+        .map(|(i, (f, name))| OutputColumn {
             name,
-            ty: SqlType::from_arrow(f.data_type()),
+            ty: if display.per_value_scale(i) {
+                SqlType::Numeric {
+                    precision: None,
+                    scale: None,
+                }
+            } else {
+                SqlType::from_arrow(f.data_type())
+            },
         })
         .collect()
+}
+
+/// Plans a query whose rows go to the client: with PostgreSQL's per-value numeric
+/// display scales exposed (see [`crate::numeric_scale`]).
+async fn plan_output(
+    engine: &Engine,
+    txn: &Arc<Txn>,
+    catalog: &Arc<Catalog>,
+    q: &Query,
+) -> Result<(SessionState, LogicalPlan)> {
+    let (state, plan) = plan(engine, txn, catalog, Statement::Query(Box::new(q.clone()))).await?;
+    Ok((state, expose_display_scales(plan)))
 }
 
 pub(crate) async fn describe(
@@ -88,7 +112,7 @@ pub(crate) async fn describe(
     catalog: &Arc<Catalog>,
     q: &Query,
 ) -> Result<(Vec<SqlType>, Vec<OutputColumn>)> {
-    let (_, plan) = plan(engine, txn, catalog, Statement::Query(Box::new(q.clone()))).await?;
+    let (_, plan) = plan_output(engine, txn, catalog, q).await?;
     Ok((param_types(&plan)?, columns(&plan, Some(q))))
 }
 
@@ -99,7 +123,7 @@ pub(crate) async fn execute(
     q: &Query,
     params: &[Datum],
 ) -> Result<Output> {
-    let (state, plan) = plan(engine, txn, catalog, Statement::Query(Box::new(q.clone()))).await?;
+    let (state, plan) = plan_output(engine, txn, catalog, q).await?;
     let columns = columns(&plan, Some(q));
     let rows = run(&state, plan, params).await?;
     Ok(Output::Rows {
@@ -115,6 +139,7 @@ pub(crate) async fn run(
     plan: LogicalPlan,
     params: &[Datum],
 ) -> Result<RowStream> {
+    let display = Display::of(plan.schema());
     let plan = bind(plan, params)?;
     let optimized = state.optimize(&plan)?;
     let planned = crate::subquery::rewrite(optimized, state)?;
@@ -123,9 +148,9 @@ pub(crate) async fn run(
         .create_physical_plan(&planned, state)
         .await?;
     let stream = execute_stream(physical, state.task_ctx())?;
-    Ok(Box::pin(stream.map(|batch| {
+    Ok(Box::pin(stream.map(move |batch| {
         let batch = batch?;
-        batch_rows(&batch)
+        batch_rows(&batch, &display)
     })))
 }
 
@@ -149,15 +174,12 @@ pub(crate) fn bind(plan: LogicalPlan, params: &[Datum]) -> Result<LogicalPlan> {
     ))?)
 }
 
-/// Converts a batch into rows.
-pub(crate) fn batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<Datum>>> {
-    let mut rows = vec![Vec::with_capacity(batch.num_columns()); batch.num_rows()];
-    for column in batch.columns() {
-        for (i, row) in rows.iter_mut().enumerate() {
-            row.push(array_datum(column, i)?);
-        }
-    }
-    Ok(rows)
+/// Converts a batch into rows of its visible columns.
+fn batch_rows(batch: &RecordBatch, display: &Display) -> Result<Vec<Vec<Datum>>> {
+    let columns = batch.columns();
+    (0..batch.num_rows())
+        .map(|row| Ok(display.row(|j| array_datum(&columns[j], row))?))
+        .collect()
 }
 
 /// Collects a whole stream (for DML sources; bounded by the transaction's write limit).

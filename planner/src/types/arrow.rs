@@ -51,6 +51,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::binary::variant_fits;
 use super::datetime::USECS_PER_DAY;
+use super::numeric::NUMERIC_MAX_PRECISION;
 use super::numeric::{fix_zero, NUMERIC_MAX_SCALE};
 use super::sqltype::UNCONSTRAINED_ARROW_SCALE;
 use super::{Datum, SqlType, TypeError};
@@ -228,6 +229,16 @@ pub fn array_datum(array: &ArrayRef, row: usize) -> Result<Datum, TypeError> {
         }
         DataType::Decimal64(_, s) => {
             decimal_datum(i128::from(a.as_primitive::<Decimal64Type>().value(row)), *s)?
+        }
+        // How unconstrained numerics travel: their scale is lost, print them normalized.
+        DataType::Decimal128(NUMERIC_MAX_PRECISION, UNCONSTRAINED_ARROW_SCALE) => {
+            match decimal_datum(
+                a.as_primitive::<Decimal128Type>().value(row),
+                UNCONSTRAINED_ARROW_SCALE,
+            )? {
+                Datum::Numeric(d) => Datum::Numeric(d.normalize()),
+                other => other,
+            }
         }
         DataType::Decimal128(_, s) => {
             decimal_datum(a.as_primitive::<Decimal128Type>().value(row), *s)?

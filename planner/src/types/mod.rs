@@ -35,7 +35,7 @@
 //!   fractional digits are rounded away; integer parts beyond that fail with 22003
 //!   `value overflows numeric format`. Declared precision is limited to 38 (Arrow
 //!   Decimal128) and scale to 28. No numeric NaN or ±Infinity. Unconstrained numerics
-//!   print normalized (`1.50` → `1.5`; PostgreSQL keeps `1.50`), see `numeric.rs`.
+//!   are stored normalized (`1.50` → `1.5`; PostgreSQL keeps `1.50`), see `numeric.rs`.
 //! - The session time zone is always UTC and DateStyle is ISO; named time zones in input
 //!   are rejected.
 //! - Text comparisons are bytewise (the "C" collation).

@@ -11,10 +11,13 @@
 //! - Input with more significant digits than fit (about 28-29) is rounded in its
 //!   fractional part; input whose integer part does not fit fails with 22003
 //!   `value overflows numeric format`.
-//! - Unconstrained numerics are displayed normalized (trailing fractional zeros
-//!   stripped: `1.50::numeric` prints `1.5`, PostgreSQL prints `1.50`). Meridian chose
-//!   this so the same value prints the same whether it was read from storage or came out
-//!   of DataFusion, where unconstrained numerics travel as `Decimal128(38,10)`.
+//! - Unconstrained numerics print with the value's own scale, but a value stored or
+//!   assigned to an unconstrained column is normalized (trailing fractional zeros
+//!   stripped: `1.50::numeric` prints `1.5`, PostgreSQL prints `1.50`), so a value
+//!   prints the same whether read from storage or through DataFusion, where
+//!   unconstrained numerics travel as `Decimal128(38,10)` and lose their scale.
+//!   Computed results whose PostgreSQL scale is known (division, `avg`) keep it: see
+//!   `crate::numeric_scale`.
 //! - `NaN` and `±Infinity` are not representable (0A000).
 
 use rust_decimal::prelude::ToPrimitive;
@@ -210,7 +213,7 @@ pub(crate) fn apply_typmod(
     scale: Option<u8>,
 ) -> Result<Decimal, TypeError> {
     let Some(p) = precision else {
-        return Ok(fix_zero(d));
+        return Ok(fix_zero(d.normalize()));
     };
     let s = u32::from(scale.unwrap_or(0));
     let mut d = d.round_dp_with_strategy(s, RoundingStrategy::MidpointAwayFromZero);
@@ -238,8 +241,8 @@ pub(crate) fn count_digits(mut v: u128) -> u32 {
     n
 }
 
-/// The decimal to print for a value of type `ty`: the declared scale if any, else
-/// normalized (see the module caveats).
+/// The decimal to print for a value of type `ty`: the declared scale if any, else the
+/// value's own scale.
 pub(crate) fn display_decimal(d: &Decimal, ty: &SqlType) -> Decimal {
     match ty {
         SqlType::Numeric { scale: Some(s), .. } => {
@@ -250,7 +253,7 @@ pub(crate) fn display_decimal(d: &Decimal, ty: &SqlType) -> Decimal {
             }
             fix_zero(d)
         }
-        _ => fix_zero(d.normalize()),
+        _ => fix_zero(*d),
     }
 }
 

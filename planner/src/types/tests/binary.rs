@@ -72,17 +72,20 @@ fn binary_round_trips_for_every_type() {
 }
 
 #[test]
-fn binary_numeric_keeps_display_scale() {
-    // dscale 2 with digits [1, 5000]: 1.50.
-    let Datum::Numeric(d) =
-        Datum::from_pg_binary(&unhex("000200000000000200011388"), &NUMERIC).unwrap()
-    else {
+fn binary_numeric_reads_display_scale() {
+    // dscale 2 with digits [1, 5000]: 1.50, normalized for an unconstrained column.
+    let bytes = unhex("000200000000000200011388");
+    let Datum::Numeric(d) = Datum::from_pg_binary(&bytes, &NUMERIC).unwrap() else {
         panic!("not numeric")
     };
-    assert_eq!(d.to_string(), "1.50");
+    assert_eq!(d.to_string(), "1.5");
+    let Datum::Numeric(d) = Datum::from_pg_binary(&bytes, &numeric(5, 3)).unwrap() else {
+        panic!("not numeric")
+    };
+    assert_eq!(d.to_string(), "1.500");
     // Zero with dscale 2.
-    let Datum::Numeric(z) = Datum::from_pg_binary(&unhex("0000000000000002"), &NUMERIC).unwrap()
-    else {
+    let zero = unhex("0000000000000002");
+    let Datum::Numeric(z) = Datum::from_pg_binary(&zero, &numeric(4, 2)).unwrap() else {
         panic!("not numeric")
     };
     assert_eq!(z.to_string(), "0.00");

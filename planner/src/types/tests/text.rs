@@ -583,10 +583,15 @@ fn text_round_trips_for_every_type() {
 }
 
 #[test]
-fn numeric_text_keeps_input_scale_in_the_datum() {
+fn numeric_text_is_normalized_for_unconstrained_and_scaled_for_typmod() {
+    // Unconstrained values are normalized on input (see numeric.rs's caveats).
     let Datum::Numeric(d) = text("1.50", &NUMERIC) else {
         panic!("not numeric")
     };
-    assert_eq!(d, Decimal::new(150, 2));
-    assert_eq!(d.scale(), 2);
+    assert_eq!(d, Decimal::new(15, 1));
+    assert_eq!(d.scale(), 1);
+    let Datum::Numeric(d) = text("1.5", &numeric(6, 3)) else {
+        panic!("not numeric")
+    };
+    assert_eq!(d.scale(), 3);
 }
