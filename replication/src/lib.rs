@@ -17,3 +17,6 @@
 //! vote is the whole decision.
 
 pub mod instance;
+pub use instance::{
+    decide, quorum, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Rejected, Vote,
+};

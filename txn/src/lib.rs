@@ -24,6 +24,7 @@ pub mod commit;
 pub mod error;
 pub mod locks;
 pub mod manager;
+pub mod participant;
 pub mod validation;
 
 pub use clock::{HybridClock, PhysicalClock, SystemClock};

@@ -1,0 +1,293 @@
+//! Admissibility: whether a data center may vote COMMIT on a record (docs/protocol.md
+//! §5.4), and what it must wait for otherwise (§6.1).
+//!
+//! A record T (version s, read entries (span, lo), writes W) is checked against the
+//! DC's committed state ([`CommittedIndex`]) and every transaction P prepared there
+//! (voted COMMIT, outcome unknown; version p, reads R_P, writes W_P):
+//!
+//! | rule | fails when | result |
+//! |---|---|---|
+//! | C1 no hidden write | k ∈ W has a committed version ≥ s | ABORT |
+//! | C2 no invalidated read | k ∈ W was read by a committed transaction at a version ≥ s | ABORT |
+//! | C3 no stale read | a read span holds a committed version c with lo < c < s | ABORT |
+//! | P1 write below a pending write | k ∈ W ∩ W_P and p > s | depends on P |
+//! | P2 write under a pending read | k ∈ W ∩ R_P and p > s | depends on P |
+//! | P3 read under a pending write | a read span of T holds k ∈ W_P with lo < p < s | depends on P |
+//!
+//! Dependencies become WAIT or ABORT by who checks ([`Checker`]): the origin, which has
+//! not voted, waits for any prepared P (rule E0); a remote DC waits only if every P is
+//! older than T and votes ABORT behind a younger one (E3) — so no wait cycle exists.
+//! C0 (vote floors) is not built yet: it comes with complete points (§7.6).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kv::Version;
+
+use super::record::{Record, TxnKey};
+use crate::validation::ReadSpan;
+
+/// What the committed transactions known at a DC imply for later records.
+#[derive(Clone, Debug, Default)]
+pub struct CommittedIndex {
+    /// Key → every committed version of it.
+    versions: BTreeMap<Vec<u8>, BTreeSet<Version>>,
+    /// Key → highest version of a committed transaction that read it (point reads).
+    point_reads: BTreeMap<Vec<u8>, Version>,
+    /// Range reads of committed transactions, with their versions.
+    span_reads: Vec<(ReadSpan, Version)>,
+}
+
+impl CommittedIndex {
+    /// Adds a committed record.
+    pub fn add(&mut self, record: &Record) {
+        for (key, _) in &record.writes {
+            self.versions
+                .entry(key.clone())
+                .or_default()
+                .insert(record.version);
+        }
+        for read in &record.reads {
+            match point_key(&read.span) {
+                Some(key) => {
+                    let v = self.point_reads.entry(key.to_vec()).or_default();
+                    *v = (*v).max(record.version);
+                }
+                None => self.span_reads.push((read.span.clone(), record.version)),
+            }
+        }
+    }
+
+    /// Newest committed version of `key`, 0 if none.
+    pub fn latest(&self, key: &[u8]) -> Version {
+        self.versions
+            .get(key)
+            .and_then(|v| v.last().copied())
+            .unwrap_or(0)
+    }
+
+    /// Highest version of a committed transaction that read `key`, 0 if none.
+    fn read_timestamp(&self, key: &[u8]) -> Version {
+        let point = self.point_reads.get(key).copied().unwrap_or(0);
+        self.span_reads
+            .iter()
+            .filter(|(span, _)| span.contains(key))
+            .map(|(_, v)| *v)
+            .fold(point, Version::max)
+    }
+
+    /// A committed version c of a key in `span` with `lo < c < hi`.
+    fn version_between(&self, span: &ReadSpan, lo: Version, hi: Version) -> Option<Version> {
+        let keys = match &span.end {
+            Some(end) => self.versions.range(span.start.clone()..end.clone()),
+            None => self.versions.range(span.start.clone()..),
+        };
+        keys.filter_map(|(_, versions)| versions.range(lo + 1..hi).next().copied())
+            .next()
+    }
+}
+
+/// The key of a one-key span.
+fn point_key(span: &ReadSpan) -> Option<&[u8]> {
+    let end = span.end.as_deref()?;
+    (end.len() == span.start.len() + 1 && end.ends_with(&[0]) && end.starts_with(&span.start))
+        .then_some(span.start.as_slice())
+}
+
+/// A DC's verdict on a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Commit,
+    Abort(String),
+    /// Re-check once these prepared transactions' outcomes are applied.
+    Wait(Vec<TxnKey>),
+}
+
+/// Who checks: the origin before it votes, or a remote voter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checker {
+    Origin,
+    Remote,
+}
+
+/// Checks `record` against the committed state and the prepared records (§5.4, §6.1).
+pub fn check<'a>(
+    record: &Record,
+    committed: &CommittedIndex,
+    prepared: impl Iterator<Item = &'a Record>,
+    checker: Checker,
+) -> Verdict {
+    let s = record.version;
+    for (key, _) in &record.writes {
+        let latest = committed.latest(key);
+        if latest >= s {
+            return Verdict::Abort(format!("C1: {} has committed version {latest}", show(key)));
+        }
+        let read = committed.read_timestamp(key);
+        if read >= s {
+            return Verdict::Abort(format!("C2: {} was read at version {read}", show(key)));
+        }
+    }
+    for read in &record.reads {
+        if let Some(c) = committed.version_between(&read.span, read.lo, s) {
+            return Verdict::Abort(format!(
+                "C3: read of {} at {} missed committed version {c}",
+                show(&read.span.start),
+                read.lo
+            ));
+        }
+    }
+    let mut older = Vec::new();
+    for p in prepared {
+        if p.key == record.key || !depends(record, p) {
+            continue;
+        }
+        if checker == Checker::Remote && p.txn > record.txn {
+            return Verdict::Abort(format!(
+                "E3: depends on younger prepared transaction {:?}",
+                p.key
+            ));
+        }
+        older.push(p.key);
+    }
+    if older.is_empty() {
+        Verdict::Commit
+    } else {
+        Verdict::Wait(older)
+    }
+}
+
+/// Whether T's admissibility depends on prepared P's outcome (rules P1–P3).
+fn depends(t: &Record, p: &Record) -> bool {
+    let (s, pv) = (t.version, p.version);
+    let p_writes = |key: &[u8]| p.writes.iter().any(|(k, _)| k == key);
+    if pv > s {
+        for (key, _) in &t.writes {
+            // P1, P2.
+            if p_writes(key) || p.reads.iter().any(|r| r.span.contains(key)) {
+                return true;
+            }
+        }
+    }
+    // P3.
+    t.reads
+        .iter()
+        .any(|r| r.lo < pv && pv < s && p.writes.iter().any(|(k, _)| r.span.contains(k)))
+}
+
+fn show(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::participant::record::ReadEntry;
+
+    fn record(
+        seq: u64,
+        txn: u64,
+        version: Version,
+        reads: &[(&str, Version)],
+        writes: &[&str],
+    ) -> Record {
+        Record {
+            key: TxnKey { origin: 0, seq },
+            txn,
+            version,
+            reads: reads
+                .iter()
+                .map(|(k, lo)| ReadEntry {
+                    span: ReadSpan::point(k.as_bytes()),
+                    lo: *lo,
+                })
+                .collect(),
+            writes: writes
+                .iter()
+                .map(|k| (k.as_bytes().to_vec(), Some(b"v".to_vec())))
+                .collect(),
+        }
+    }
+
+    fn verdict(t: &Record, committed: &[Record], prepared: &[Record], checker: Checker) -> Verdict {
+        let mut index = CommittedIndex::default();
+        for c in committed {
+            index.add(c);
+        }
+        check(t, &index, prepared.iter(), checker)
+    }
+
+    #[test]
+    fn committed_rules_abort() {
+        let w = record(1, 1, 50, &[("x", 0)], &["x"]);
+        // C1: a newer committed write of a written key.
+        let t = record(2, 2, 40, &[], &["x"]);
+        assert!(
+            matches!(verdict(&t, &[w.clone()], &[], Checker::Remote), Verdict::Abort(r) if r.starts_with("C1"))
+        );
+        // C2: a committed read of a written key at a higher version.
+        let reader = record(3, 3, 60, &[("y", 0)], &[]);
+        let t = record(4, 4, 55, &[], &["y"]);
+        assert!(
+            matches!(verdict(&t, &[reader], &[], Checker::Remote), Verdict::Abort(r) if r.starts_with("C2"))
+        );
+        // C3: a read that missed a committed version below T's.
+        let t = record(5, 5, 70, &[("x", 10)], &["z"]);
+        assert!(
+            matches!(verdict(&t, &[w.clone()], &[], Checker::Remote), Verdict::Abort(r) if r.starts_with("C3"))
+        );
+        // The read saw that version: fine.
+        let t = record(6, 6, 70, &[("x", 50)], &["x"]);
+        assert_eq!(verdict(&t, &[w], &[], Checker::Remote), Verdict::Commit);
+    }
+
+    #[test]
+    fn prepared_rules_wait_or_abort_by_age() {
+        // Prepared P reads and writes x at version 50; T (priority 20) writes x at 40,
+        // below P's pending write (P1).
+        let t = record(2, 20, 40, &[], &["x"]);
+        // P younger than T (priority 30 > 20): a remote voter gives way at once (E3).
+        let younger = record(1, 30, 50, &[("x", 0)], &["x"]);
+        assert!(
+            matches!(verdict(&t, &[], &[younger.clone()], Checker::Remote), Verdict::Abort(r) if r.starts_with("E3"))
+        );
+        // P older than T: wait for its outcome.
+        let older = record(1, 5, 50, &[("x", 0)], &["x"]);
+        assert_eq!(
+            verdict(&t, &[], &[older.clone()], Checker::Remote),
+            Verdict::Wait(vec![older.key])
+        );
+        // The origin has not voted: it waits whatever the ages (E0).
+        assert_eq!(
+            verdict(&t, &[], &[younger.clone()], Checker::Origin),
+            Verdict::Wait(vec![younger.key])
+        );
+        // P3: T read x at 0, below P's pending write at 50, and commits above it.
+        let t = record(3, 40, 60, &[("x", 0)], &["y"]);
+        assert_eq!(
+            verdict(&t, &[], &[older.clone()], Checker::Remote),
+            Verdict::Wait(vec![older.key])
+        );
+        // A blind write above a pending write is ordered by versions: commit.
+        let t = record(4, 40, 60, &[], &["x"]);
+        assert_eq!(verdict(&t, &[], &[older], Checker::Remote), Verdict::Commit);
+    }
+
+    #[test]
+    fn spans_are_checked_as_ranges() {
+        let w = record(1, 1, 50, &[], &["b"]);
+        let mut t = record(2, 2, 60, &[], &["z"]);
+        t.reads.push(ReadEntry {
+            span: ReadSpan {
+                start: b"a".to_vec(),
+                end: Some(b"c".to_vec()),
+            },
+            lo: 10,
+        });
+        assert!(matches!(
+            verdict(&t, &[w], &[], Checker::Remote),
+            Verdict::Abort(_)
+        ));
+        assert_eq!(point_key(&ReadSpan::point(b"k")), Some(&b"k"[..]));
+        assert_eq!(point_key(&t.reads[0].span), None);
+    }
+}

@@ -1,0 +1,1043 @@
+//! The participant: one data center's side of the cross-DC commit protocol
+//! (docs/protocol.md §5–§7), as a deterministic state machine.
+//!
+//! Inputs are a local commit request ([`Participant::commit`]), a message from another
+//! DC ([`Participant::receive`]) and the passage of time ([`Participant::tick`]); each
+//! returns an [`Output`]: messages to send, committed writes to apply, and replies to
+//! local clients. Nothing here touches a clock, socket, disk or thread: the caller
+//! passes the time and carries the output out. The simulator (`meridian sim`) and,
+//! later, the node runtime drive this same code.
+//!
+//! Roles (all played by every DC, §2.1): the **origin** checks its own transaction,
+//! chooses its version, numbers it and ships the [`Record`] with its own vote; every
+//! **voter** checks the record against its committed and prepared state
+//! ([`check`](check::check)) and votes as owner of its own vote instance; every
+//! **acceptor** accepts votes (Paxos Commit, [`replication::Acceptor`]); every
+//! **learner** counts acceptances under the configured [`LearnRule`] and decides
+//! COMMIT iff a majority of instances chose Commit; a **recoverer** finishes an
+//! attempt whose outcome it has not learned after a ranked timeout with a higher ballot
+//! (§7.2).
+//!
+//! Durability: [`Durable`] is what survives a crash (records, own votes, acceptor
+//! state, outcomes, sequence and clock high-water). The caller must make the durable
+//! state of a step stable before releasing that step's messages (§2.3): the
+//! simulator holds messages until the step's simulated sync completes, and a crash
+//! reverts to the last synced [`Durable`]. Everything else (learners, waits, timers,
+//! the committed index) is rebuilt by [`Participant::restart`].
+//!
+//! Invariants (checked by the simulator after every run): one outcome per attempt at
+//! every DC; COMMIT only with a majority of COMMIT votes, each cast by a voter that
+//! found the record admissible; no wait cycle (a remote record waits only for older
+//! prepared transactions, §6).
+//!
+//! Not built yet (docs/protocol.md §11): fencing of a dead voter (§7.3; a dead DC's
+//! instances go through per-attempt recovery instead), vote floors and complete points
+//! (§7.6; reads at the origin are point reads of the latest applied version, validated
+//! by C3/P3 at a quorum), per-origin gapless catch-up (§7.5; outcomes are pushed
+//! until every DC acknowledges them instead), read-only checks (§5.8), leases (§5.7).
+
+pub mod check;
+pub mod record;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kv::Version;
+use replication::{decide, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Vote};
+
+use self::check::{Checker, CommittedIndex, Verdict};
+pub use self::record::{Envelope, Msg, Outcome, ReadEntry, Record, TxnKey};
+use crate::locks::TxnId;
+
+/// Tunables, all in microseconds of the caller's clock.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dcs: usize,
+    pub me: DcId,
+    pub learn: LearnRule,
+    /// τ_retx: resend what an undecided attempt is waiting on.
+    pub retransmit: u64,
+    /// τ_rec: start recovering an attempt after this long without progress.
+    pub recovery: u64,
+    /// τ_stagger: added per rank, so the lowest-ranked live DC recovers first.
+    pub stagger: u64,
+    /// ε: clock offset bound; a commit is acknowledged once the clock passes its
+    /// version by this much (commit wait, §5.6).
+    pub clock_bound: u64,
+}
+
+/// The state a crash does not lose.
+#[derive(Clone, Debug, Default)]
+pub struct Durable {
+    next_seq: u64,
+    /// Highest HLC value issued or observed.
+    hlc: u64,
+    records: BTreeMap<TxnKey, Record>,
+    /// This DC's own vote per attempt (cast as owner of its instance).
+    own_votes: BTreeMap<TxnKey, Vote>,
+    acceptors: BTreeMap<(TxnKey, DcId), Acceptor>,
+    outcomes: BTreeMap<TxnKey, Outcome>,
+}
+
+impl Durable {
+    /// Every outcome this DC has learned.
+    pub fn outcomes(&self) -> &BTreeMap<TxnKey, Outcome> {
+        &self.outcomes
+    }
+
+    /// Every attempt this DC holds a record of.
+    pub fn records(&self) -> &BTreeMap<TxnKey, Record> {
+        &self.records
+    }
+
+    /// Attempts this DC knows of in any way (records, acceptor state, outcomes).
+    pub fn known(&self) -> BTreeSet<TxnKey> {
+        self.records
+            .keys()
+            .chain(self.outcomes.keys())
+            .copied()
+            .chain(self.acceptors.keys().map(|(t, _)| *t))
+            .collect()
+    }
+}
+
+/// A local client's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub client: u64,
+    pub result: ClientResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResult {
+    Committed {
+        key: TxnKey,
+        version: Version,
+        /// WAN delays on the causal chain to the outcome at the origin.
+        wan_delays: u32,
+    },
+    /// SQLSTATE 40001 in SQL terms: retryable.
+    Aborted { reason: String },
+}
+
+/// What a step asks the caller to do.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub send: Vec<Envelope>,
+    /// Committed writes to install at their version (idempotent).
+    pub apply: Vec<(Version, Vec<(Vec<u8>, Option<Vec<u8>>)>)>,
+    pub replies: Vec<Reply>,
+    /// Whether the durable state changed (the messages must wait for its sync).
+    pub durable_changed: bool,
+}
+
+/// A commit request waiting at its origin before it is shipped (rule E0).
+#[derive(Clone, Debug)]
+struct LocalCommit {
+    client: u64,
+    txn: TxnId,
+    reads: Vec<ReadEntry>,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Volatile per-attempt state.
+#[derive(Debug)]
+struct Attempt {
+    learners: Vec<Learner>,
+    depth: u32,
+    /// Highest ballot seen for the attempt: a higher one is progress.
+    max_ballot: Option<Ballot>,
+    /// When the attempt last made progress here (became known, or a higher ballot).
+    progress_at: u64,
+    retransmit_at: u64,
+    recovery: Option<RecoveryRound>,
+    /// DCs known to have the outcome.
+    informed: BTreeSet<DcId>,
+    /// The local client to answer, and the outcome once learned (commit wait).
+    client: Option<u64>,
+    committed_unacked: Option<Version>,
+}
+
+#[derive(Debug)]
+struct RecoveryRound {
+    ballot: Ballot,
+    started_at: u64,
+    /// Per voter whose value is not yet proposed.
+    proposers: BTreeMap<DcId, Recovery>,
+}
+
+/// One data center's participant.
+#[derive(Debug)]
+pub struct Participant {
+    cfg: Config,
+    durable: Durable,
+    attempts: BTreeMap<TxnKey, Attempt>,
+    committed: CommittedIndex,
+    /// Attempts this DC voted COMMIT on whose outcome it does not know.
+    prepared: BTreeSet<TxnKey>,
+    /// Remote records waiting for older prepared attempts.
+    waiting: BTreeSet<TxnKey>,
+    /// Local commits waiting for prepared attempts (not shipped yet).
+    local_waiting: Vec<LocalCommit>,
+    durable_changed: bool,
+    now: u64,
+}
+
+impl Participant {
+    /// A fresh participant with nothing durable.
+    pub fn new(cfg: Config) -> Participant {
+        Participant::restart(cfg, Durable::default(), 0).0
+    }
+
+    /// Rebuilds the volatile state from `durable` after a crash (§7.4).
+    pub fn restart(cfg: Config, durable: Durable, now: u64) -> (Participant, Output) {
+        let mut p = Participant {
+            cfg,
+            durable,
+            attempts: BTreeMap::new(),
+            committed: CommittedIndex::default(),
+            prepared: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            local_waiting: Vec::new(),
+            durable_changed: false,
+            now,
+        };
+        let mut out = Output::default();
+        for (key, outcome) in &p.durable.outcomes {
+            if let (Outcome::Committed { version }, Some(record)) =
+                (outcome, p.durable.records.get(key))
+            {
+                p.committed.add(record);
+                out.apply.push((*version, record.writes.clone()));
+            }
+        }
+        for key in p.durable.known() {
+            if p.durable.outcomes.contains_key(&key) {
+                continue;
+            }
+            p.attempt(key);
+            match p.durable.own_votes.get(&key) {
+                Some(Vote::Commit) => {
+                    p.prepared.insert(key);
+                }
+                Some(Vote::Abort) => {}
+                None if p.durable.records.contains_key(&key) => {
+                    p.waiting.insert(key);
+                }
+                None => {}
+            }
+        }
+        p.recheck_waiting(&mut out);
+        let out = p.finish_step(out);
+        (p, out)
+    }
+
+    pub fn durable(&self) -> &Durable {
+        &self.durable
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// A wound-wait priority for a transaction beginning now (an HLC value).
+    pub fn begin(&mut self, now: u64) -> TxnId {
+        self.now = now;
+        self.issue(0)
+    }
+
+    /// The origin commits a transaction that executed here: `reads` observed the
+    /// listed versions, `writes` are buffered. The reply comes in this or a later output.
+    pub fn commit(
+        &mut self,
+        now: u64,
+        client: u64,
+        txn: TxnId,
+        reads: Vec<ReadEntry>,
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Output {
+        self.now = now;
+        let mut out = Output::default();
+        self.try_ship(
+            LocalCommit {
+                client,
+                txn,
+                reads,
+                writes,
+            },
+            &mut out,
+        );
+        self.finish_step(out)
+    }
+
+    /// Handles a message from another DC.
+    pub fn receive(&mut self, now: u64, env: Envelope) -> Output {
+        self.now = now;
+        let mut out = Output::default();
+        let txn = env.msg.txn();
+        if let Some(outcome) = self.durable.outcomes.get(&txn).copied() {
+            self.answer_decided(env, outcome, &mut out);
+            return self.finish_step(out);
+        }
+        let a = self.attempt(txn);
+        a.depth = a.depth.max(env.depth);
+        let from = env.from;
+        match env.msg {
+            Msg::Record { record } => self.on_record(record, &mut out),
+            Msg::Vote2a {
+                txn,
+                voter,
+                ballot,
+                vote,
+            } => self.on_vote(from, txn, voter, ballot, vote, &mut out),
+            Msg::Accepted2b {
+                txn,
+                voter,
+                ballot,
+                vote,
+            } => {
+                self.see_ballot(txn, ballot);
+                self.learn(txn, voter, from, ballot, vote, &mut out);
+            }
+            Msg::Reject {
+                txn,
+                voter: _,
+                promised,
+            } => {
+                self.see_ballot(txn, promised);
+                let a = self.attempt(txn);
+                if a.recovery.as_ref().is_some_and(|r| r.ballot < promised) {
+                    a.recovery = None;
+                }
+            }
+            Msg::Prepare1a {
+                txn,
+                ballot,
+                voters,
+            } => self.on_prepare(from, txn, ballot, voters, &mut out),
+            Msg::Promise1b {
+                txn,
+                ballot,
+                accepted,
+                record,
+            } => self.on_promise(from, txn, ballot, accepted, record, &mut out),
+            Msg::Decision {
+                txn,
+                outcome,
+                record,
+            } => {
+                if let Some(record) = record {
+                    self.keep_record(record);
+                }
+                self.send(from, Msg::DecisionAck { txn }, &mut out);
+                self.decided(txn, outcome, &mut out);
+            }
+            Msg::DecisionAck { .. } => {}
+            Msg::FetchRecord { txn } => {
+                if let Some(record) = self.durable.records.get(&txn).cloned() {
+                    self.send(from, Msg::Record { record }, &mut out);
+                }
+            }
+        }
+        self.finish_step(out)
+    }
+
+    /// Time passes: retransmissions, recoveries, commit waits.
+    pub fn tick(&mut self, now: u64) -> Output {
+        self.now = now;
+        let mut out = Output::default();
+        let keys: Vec<TxnKey> = self.attempts.keys().copied().collect();
+        for key in keys {
+            match self.durable.outcomes.get(&key).copied() {
+                Some(outcome) => self.tick_decided(key, outcome, &mut out),
+                None => self.tick_undecided(key, &mut out),
+            }
+        }
+        self.finish_step(out)
+    }
+
+    // ---- origin ----
+
+    /// Checks a local commit; ships it, answers ABORT, or parks it (E0).
+    fn try_ship(&mut self, c: LocalCommit, out: &mut Output) {
+        let mut above = 0;
+        for r in &c.reads {
+            above = above.max(r.lo);
+        }
+        for (k, _) in &c.writes {
+            above = above.max(self.committed.latest(k));
+        }
+        let version = self.issue(above);
+        let key = TxnKey {
+            origin: self.cfg.me,
+            seq: self.durable.next_seq + 1,
+        };
+        let record = Record {
+            key,
+            txn: c.txn,
+            version,
+            reads: c.reads.clone(),
+            writes: c.writes.clone(),
+        };
+        match self.verdict(&record, Checker::Origin) {
+            Verdict::Abort(reason) => out.replies.push(Reply {
+                client: c.client,
+                result: ClientResult::Aborted { reason },
+            }),
+            Verdict::Wait(_) => self.local_waiting.push(c),
+            Verdict::Commit => {
+                self.durable.next_seq += 1;
+                self.durable.records.insert(key, record.clone());
+                self.durable_changed = true;
+                let a = self.attempt(key);
+                a.client = Some(c.client);
+                for to in self.others() {
+                    self.send(
+                        to,
+                        Msg::Record {
+                            record: record.clone(),
+                        },
+                        out,
+                    );
+                }
+                self.cast_own_vote(key, Vote::Commit, out);
+            }
+        }
+    }
+
+    // ---- voter ----
+
+    fn on_record(&mut self, record: Record, out: &mut Output) {
+        let key = record.key;
+        if record.version > self.durable.hlc {
+            self.durable.hlc = record.version;
+            self.durable_changed = true;
+        }
+        self.keep_record(record);
+        if self.try_decide(key, out) {
+            return;
+        }
+        match self.durable.own_votes.get(&key).copied() {
+            Some(vote) => self.send_own_vote(key, vote, out),
+            None => self.vote_on(key, out),
+        }
+    }
+
+    /// Checks a received record and votes, or parks it (E3).
+    fn vote_on(&mut self, key: TxnKey, out: &mut Output) {
+        let Some(record) = self.durable.records.get(&key).cloned() else {
+            return;
+        };
+        match self.verdict(&record, Checker::Remote) {
+            Verdict::Commit => self.cast_own_vote(key, Vote::Commit, out),
+            Verdict::Abort(_) => self.cast_own_vote(key, Vote::Abort, out),
+            Verdict::Wait(_) => {
+                self.waiting.insert(key);
+            }
+        }
+    }
+
+    fn verdict(&self, record: &Record, checker: Checker) -> Verdict {
+        let prepared = self
+            .prepared
+            .iter()
+            .filter_map(|k| self.durable.records.get(k));
+        check::check(record, &self.committed, prepared, checker)
+    }
+
+    /// Votes as owner of this DC's instance at its own ballot, unless a recoverer's
+    /// higher ballot got there first (then the instance is decided without this vote).
+    fn cast_own_vote(&mut self, key: TxnKey, vote: Vote, out: &mut Output) {
+        self.waiting.remove(&key);
+        let me = self.cfg.me;
+        let ballot = Ballot::own(me);
+        let acceptor = self.durable.acceptors.entry((key, me)).or_default();
+        if acceptor.accept(ballot, vote).is_err() {
+            return;
+        }
+        self.durable.own_votes.insert(key, vote);
+        self.durable_changed = true;
+        if vote == Vote::Commit {
+            self.prepared.insert(key);
+        }
+        self.send_own_vote(key, vote, out);
+        self.learn(key, me, me, ballot, vote, out);
+    }
+
+    fn send_own_vote(&mut self, key: TxnKey, vote: Vote, out: &mut Output) {
+        let me = self.cfg.me;
+        for to in self.others() {
+            self.send(
+                to,
+                Msg::Vote2a {
+                    txn: key,
+                    voter: me,
+                    ballot: Ballot::own(me),
+                    vote,
+                },
+                out,
+            );
+        }
+    }
+
+    // ---- acceptor ----
+
+    fn on_vote(
+        &mut self,
+        from: DcId,
+        key: TxnKey,
+        voter: DcId,
+        ballot: Ballot,
+        vote: Vote,
+        out: &mut Output,
+    ) {
+        self.see_ballot(key, ballot);
+        let acceptor = self.durable.acceptors.entry((key, voter)).or_default();
+        match acceptor.accept(ballot, vote) {
+            Ok(()) => {
+                self.durable_changed = true;
+                for to in self.others() {
+                    self.send(
+                        to,
+                        Msg::Accepted2b {
+                            txn: key,
+                            voter,
+                            ballot,
+                            vote,
+                        },
+                        out,
+                    );
+                }
+                let me = self.cfg.me;
+                // The owner's acceptance, implied by its Vote2a (owner-counting only;
+                // the learner ignores it under the conservative rule when it is the
+                // voter's own ballot).
+                self.learn(key, voter, ballot.owner, ballot, vote, out);
+                self.learn(key, voter, me, ballot, vote, out);
+            }
+            Err(rejected) => self.send(
+                from,
+                Msg::Reject {
+                    txn: key,
+                    voter,
+                    promised: rejected.promised,
+                },
+                out,
+            ),
+        }
+    }
+
+    fn on_prepare(
+        &mut self,
+        from: DcId,
+        key: TxnKey,
+        ballot: Ballot,
+        voters: Vec<DcId>,
+        out: &mut Output,
+    ) {
+        self.see_ballot(key, ballot);
+        let mut accepted = Vec::with_capacity(voters.len());
+        for voter in voters {
+            let acceptor = self.durable.acceptors.entry((key, voter)).or_default();
+            match acceptor.prepare(ballot) {
+                Ok(a) => accepted.push((voter, a)),
+                Err(rejected) => {
+                    self.send(
+                        from,
+                        Msg::Reject {
+                            txn: key,
+                            voter,
+                            promised: rejected.promised,
+                        },
+                        out,
+                    );
+                    return;
+                }
+            }
+        }
+        self.durable_changed = true;
+        let record = self.durable.records.get(&key).cloned();
+        self.send(
+            from,
+            Msg::Promise1b {
+                txn: key,
+                ballot,
+                accepted,
+                record,
+            },
+            out,
+        );
+    }
+
+    // ---- learner ----
+
+    /// Counts acceptor `by`'s acceptance of (ballot, vote) for instance (key, voter).
+    fn learn(
+        &mut self,
+        key: TxnKey,
+        voter: DcId,
+        by: DcId,
+        ballot: Ballot,
+        vote: Vote,
+        out: &mut Output,
+    ) {
+        let a = self.attempt(key);
+        let Some(learner) = a.learners.get_mut(usize::from(voter)) else {
+            return;
+        };
+        if learner.on_accepted(by, ballot, vote).is_some() {
+            self.try_decide(key, out);
+        }
+    }
+
+    /// Decides from the chosen votes if a majority agrees; true once decided.
+    fn try_decide(&mut self, key: TxnKey, out: &mut Output) -> bool {
+        if self.durable.outcomes.contains_key(&key) {
+            return true;
+        }
+        let Some(a) = self.attempts.get(&key) else {
+            return false;
+        };
+        let chosen: Vec<Option<Vote>> = a.learners.iter().map(Learner::chosen).collect();
+        match decide(&chosen) {
+            Some(Vote::Abort) => {
+                self.decided(key, Outcome::Aborted, out);
+                true
+            }
+            Some(Vote::Commit) => match self.durable.records.get(&key) {
+                Some(r) => {
+                    let version = r.version;
+                    self.decided(key, Outcome::Committed { version }, out);
+                    true
+                }
+                None => {
+                    // Every commit quorum holds the record: ask everyone.
+                    for to in self.others() {
+                        self.send(to, Msg::FetchRecord { txn: key }, out);
+                    }
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
+    /// Records and acts on a learned outcome.
+    fn decided(&mut self, key: TxnKey, outcome: Outcome, out: &mut Output) {
+        if self.durable.outcomes.contains_key(&key) {
+            return;
+        }
+        if let Outcome::Committed { .. } = outcome {
+            let Some(record) = self.durable.records.get(&key) else {
+                for to in self.others() {
+                    self.send(to, Msg::FetchRecord { txn: key }, out);
+                }
+                return;
+            };
+            self.committed.add(record);
+            out.apply.push((record.version, record.writes.clone()));
+        }
+        self.durable.outcomes.insert(key, outcome);
+        self.durable_changed = true;
+        self.prepared.remove(&key);
+        self.waiting.remove(&key);
+        let a = self.attempt(key);
+        a.recovery = None;
+        match (outcome, a.client) {
+            (Outcome::Committed { version }, Some(_)) => a.committed_unacked = Some(version),
+            (Outcome::Aborted, Some(client)) => {
+                a.client = None;
+                out.replies.push(Reply {
+                    client,
+                    result: ClientResult::Aborted {
+                        reason: "the commit protocol decided ABORT".into(),
+                    },
+                });
+            }
+            _ => {}
+        }
+        self.release_ack(key, out);
+        self.broadcast_decision(key, out);
+        self.recheck_waiting(out);
+    }
+
+    /// Answers the client of a committed attempt once commit wait has passed.
+    fn release_ack(&mut self, key: TxnKey, out: &mut Output) {
+        let now = self.now;
+        let bound = self.cfg.clock_bound;
+        let Some(a) = self.attempts.get_mut(&key) else {
+            return;
+        };
+        let (Some(client), Some(version)) = (a.client, a.committed_unacked) else {
+            return;
+        };
+        if now < (version >> 8) + bound {
+            return;
+        }
+        a.client = None;
+        a.committed_unacked = None;
+        out.replies.push(Reply {
+            client,
+            result: ClientResult::Committed {
+                key,
+                version,
+                wan_delays: a.depth,
+            },
+        });
+    }
+
+    fn broadcast_decision(&mut self, key: TxnKey, out: &mut Output) {
+        let Some(outcome) = self.durable.outcomes.get(&key).copied() else {
+            return;
+        };
+        let record = match outcome {
+            Outcome::Committed { .. } => self.durable.records.get(&key).cloned(),
+            Outcome::Aborted => None,
+        };
+        let informed = self.attempt(key).informed.clone();
+        for to in self.others() {
+            if !informed.contains(&to) {
+                self.send(
+                    to,
+                    Msg::Decision {
+                        txn: key,
+                        outcome,
+                        record: record.clone(),
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    /// A message about an attempt already decided here: tell the sender.
+    fn answer_decided(&mut self, env: Envelope, outcome: Outcome, out: &mut Output) {
+        let txn = env.msg.txn();
+        match env.msg {
+            Msg::DecisionAck { .. } | Msg::Decision { .. } => {
+                self.attempt(txn).informed.insert(env.from);
+                if matches!(env.msg, Msg::Decision { .. }) {
+                    self.send(env.from, Msg::DecisionAck { txn }, out);
+                }
+            }
+            Msg::FetchRecord { .. } => {
+                if let Some(record) = self.durable.records.get(&txn).cloned() {
+                    self.send(env.from, Msg::Record { record }, out);
+                }
+            }
+            _ => {
+                let record = match outcome {
+                    Outcome::Committed { .. } => self.durable.records.get(&txn).cloned(),
+                    Outcome::Aborted => None,
+                };
+                self.send(
+                    env.from,
+                    Msg::Decision {
+                        txn,
+                        outcome,
+                        record,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Re-checks records and local commits that were waiting for prepared attempts.
+    fn recheck_waiting(&mut self, out: &mut Output) {
+        let waiting: Vec<TxnKey> = self.waiting.iter().copied().collect();
+        for key in waiting {
+            if !self.durable.outcomes.contains_key(&key)
+                && !self.durable.own_votes.contains_key(&key)
+            {
+                self.vote_on(key, out);
+            } else {
+                self.waiting.remove(&key);
+            }
+        }
+        let local = std::mem::take(&mut self.local_waiting);
+        for c in local {
+            self.try_ship(c, out);
+        }
+    }
+
+    // ---- recovery (§7.2) ----
+
+    fn tick_undecided(&mut self, key: TxnKey, out: &mut Output) {
+        let now = self.now;
+        let rank = (usize::from(self.cfg.me) + self.cfg.dcs - usize::from(key.origin)) as u64
+            % self.cfg.dcs as u64;
+        let deadline = self.cfg.recovery + rank * self.cfg.stagger;
+        let (retransmit, stagger) = (self.cfg.retransmit, self.cfg.stagger);
+        let a = self.attempt(key);
+        if now >= a.retransmit_at {
+            a.retransmit_at = now + retransmit;
+            self.retransmit(key, out);
+            // A decision that only lacks the record asks for it again.
+            if self.try_decide(key, out) {
+                return;
+            }
+        }
+        let a = self.attempt(key);
+        let stale_round = a
+            .recovery
+            .as_ref()
+            .is_some_and(|r| now >= r.started_at + stagger);
+        if now >= a.progress_at + deadline && (a.recovery.is_none() || stale_round) {
+            self.start_recovery(key, out);
+        }
+    }
+
+    fn retransmit(&mut self, key: TxnKey, out: &mut Output) {
+        let me = self.cfg.me;
+        if key.origin == me {
+            if let Some(record) = self.durable.records.get(&key).cloned() {
+                for to in self.others() {
+                    self.send(
+                        to,
+                        Msg::Record {
+                            record: record.clone(),
+                        },
+                        out,
+                    );
+                }
+            }
+        }
+        if let Some(vote) = self.durable.own_votes.get(&key).copied() {
+            self.send_own_vote(key, vote, out);
+        }
+        let accepted: Vec<(DcId, Ballot, Vote)> = self
+            .durable
+            .acceptors
+            .range((key, 0)..=(key, DcId::MAX))
+            .filter_map(|((_, voter), a)| a.accepted().map(|(b, v)| (*voter, b, v)))
+            .collect();
+        for (voter, ballot, vote) in accepted {
+            for to in self.others() {
+                self.send(
+                    to,
+                    Msg::Accepted2b {
+                        txn: key,
+                        voter,
+                        ballot,
+                        vote,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    fn start_recovery(&mut self, key: TxnKey, out: &mut Output) {
+        let me = self.cfg.me;
+        let dcs = self.cfg.dcs;
+        let a = self.attempt(key);
+        let undecided: Vec<DcId> = (0..dcs as DcId)
+            .filter(|v| a.learners[usize::from(*v)].chosen().is_none())
+            .collect();
+        // Above every round this DC promised or saw (durable promises survive restarts).
+        let mut round = a.max_ballot.map_or(0, |b| b.round);
+        for v in 0..dcs as DcId {
+            if let Some(p) = self
+                .durable
+                .acceptors
+                .get(&(key, v))
+                .and_then(Acceptor::promised)
+            {
+                round = round.max(p.round);
+            }
+        }
+        let ballot = Ballot {
+            round: round + 1,
+            owner: me,
+        };
+        let mut proposers = BTreeMap::new();
+        let mut accepted = Vec::new();
+        for &v in &undecided {
+            let acceptor = self.durable.acceptors.entry((key, v)).or_default();
+            let Ok(a) = acceptor.prepare(ballot) else {
+                return;
+            };
+            accepted.push((v, a));
+            proposers.insert(v, Recovery::new(ballot, dcs));
+        }
+        self.durable_changed = true;
+        let now = self.now;
+        let a = self.attempt(key);
+        a.max_ballot = Some(ballot);
+        a.progress_at = now;
+        a.recovery = Some(RecoveryRound {
+            ballot,
+            started_at: now,
+            proposers,
+        });
+        for to in self.others() {
+            self.send(
+                to,
+                Msg::Prepare1a {
+                    txn: key,
+                    ballot,
+                    voters: undecided.clone(),
+                },
+                out,
+            );
+        }
+        let record = self.durable.records.get(&key).cloned();
+        self.on_promise(me, key, ballot, accepted, record, out);
+    }
+
+    fn on_promise(
+        &mut self,
+        from: DcId,
+        key: TxnKey,
+        ballot: Ballot,
+        accepted: Vec<(DcId, Option<(Ballot, Vote)>)>,
+        record: Option<Record>,
+        out: &mut Output,
+    ) {
+        if let Some(record) = record {
+            self.keep_record(record);
+        }
+        let a = self.attempt(key);
+        let Some(round) = a.recovery.as_mut().filter(|r| r.ballot == ballot) else {
+            return;
+        };
+        let mut proposals = Vec::new();
+        for (voter, acc) in accepted {
+            if let Some(p) = round.proposers.get_mut(&voter) {
+                if let Some(vote) = p.on_promise(from, acc) {
+                    proposals.push((voter, vote));
+                    round.proposers.remove(&voter);
+                }
+            }
+        }
+        for (voter, vote) in proposals {
+            self.propose(key, voter, ballot, vote, out);
+        }
+    }
+
+    /// Phase 2a of a recovery ballot this DC owns: accept here first (the owner's
+    /// acceptance, which other learners count from the `Vote2a`, must exist and be
+    /// durable before the message leaves), then propose to everyone.
+    fn propose(&mut self, key: TxnKey, voter: DcId, ballot: Ballot, vote: Vote, out: &mut Output) {
+        let acceptor = self.durable.acceptors.entry((key, voter)).or_default();
+        if acceptor.accept(ballot, vote).is_err() {
+            // A higher ballot overtook this round here.
+            self.attempt(key).recovery = None;
+            return;
+        }
+        self.durable_changed = true;
+        let me = self.cfg.me;
+        for to in self.others() {
+            self.send(
+                to,
+                Msg::Vote2a {
+                    txn: key,
+                    voter,
+                    ballot,
+                    vote,
+                },
+                out,
+            );
+            self.send(
+                to,
+                Msg::Accepted2b {
+                    txn: key,
+                    voter,
+                    ballot,
+                    vote,
+                },
+                out,
+            );
+        }
+        self.learn(key, voter, me, ballot, vote, out);
+    }
+
+    // ---- decided attempts ----
+
+    fn tick_decided(&mut self, key: TxnKey, _outcome: Outcome, out: &mut Output) {
+        self.release_ack(key, out);
+        let now = self.now;
+        let others = self.others().count();
+        let retransmit = self.cfg.retransmit;
+        let a = self.attempt(key);
+        if a.informed.len() >= others || now < a.retransmit_at {
+            return;
+        }
+        a.retransmit_at = now + retransmit;
+        self.broadcast_decision(key, out);
+    }
+
+    // ---- helpers ----
+
+    fn attempt(&mut self, key: TxnKey) -> &mut Attempt {
+        let (dcs, rule, now) = (self.cfg.dcs, self.cfg.learn, self.now);
+        let retransmit = self.cfg.retransmit;
+        self.attempts.entry(key).or_insert_with(|| Attempt {
+            learners: (0..dcs as DcId)
+                .map(|v| Learner::new(v, dcs, rule))
+                .collect(),
+            depth: 0,
+            max_ballot: None,
+            progress_at: now,
+            retransmit_at: now + retransmit,
+            recovery: None,
+            informed: BTreeSet::new(),
+            client: None,
+            committed_unacked: None,
+        })
+    }
+
+    /// Notes a ballot; a higher one than seen is progress (restarts the recovery timer).
+    fn see_ballot(&mut self, key: TxnKey, ballot: Ballot) {
+        let now = self.now;
+        let a = self.attempt(key);
+        if a.max_ballot.is_none_or(|b| ballot > b) {
+            a.max_ballot = Some(ballot);
+            if ballot.round > 0 {
+                a.progress_at = now;
+            }
+        }
+    }
+
+    fn keep_record(&mut self, record: Record) {
+        if !self.durable.records.contains_key(&record.key) {
+            self.durable.records.insert(record.key, record);
+            self.durable_changed = true;
+        }
+    }
+
+    /// The next HLC value above `above`, tagged with this DC's id in the low 8 bits.
+    fn issue(&mut self, above: Version) -> Version {
+        let phys = self
+            .now
+            .max((above >> 8) + 1)
+            .max((self.durable.hlc >> 8) + 1);
+        let v = (phys << 8) | u64::from(self.cfg.me);
+        self.durable.hlc = v;
+        self.durable_changed = true;
+        v
+    }
+
+    fn others(&self) -> impl Iterator<Item = DcId> + use<> {
+        let me = self.cfg.me;
+        (0..self.cfg.dcs as DcId).filter(move |d| *d != me)
+    }
+
+    fn send(&mut self, to: DcId, msg: Msg, out: &mut Output) {
+        let depth = self.attempts.get(&msg.txn()).map_or(0, |a| a.depth) + 1;
+        out.send.push(Envelope {
+            from: self.cfg.me,
+            to,
+            depth,
+            msg,
+        });
+    }
+
+    fn finish_step(&mut self, mut out: Output) -> Output {
+        out.durable_changed = std::mem::take(&mut self.durable_changed);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

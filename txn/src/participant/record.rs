@@ -1,0 +1,122 @@
+//! The commit record, its identity, the messages between data centers, and outcomes
+//! (docs/protocol.md §1.2, §3.2, §4).
+
+use kv::Version;
+use replication::{Ballot, DcId, Vote};
+
+use crate::locks::TxnId;
+use crate::validation::ReadSpan;
+
+/// One commit attempt: the origin and the origin's consecutive attempt number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TxnKey {
+    pub origin: DcId,
+    pub seq: u64,
+}
+
+/// "The transaction saw, for every key in `span`, the newest committed version ≤ `lo`
+/// and nothing newer."
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadEntry {
+    pub span: ReadSpan,
+    pub lo: Version,
+}
+
+/// Everything a data center needs to check and apply a commit attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub key: TxnKey,
+    /// Wound-wait priority: smaller is older.
+    pub txn: TxnId,
+    /// The commit version, chosen once by the origin.
+    pub version: Version,
+    pub reads: Vec<ReadEntry>,
+    /// Key → new value (None deletes).
+    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// An attempt's agreed outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Committed { version: Version },
+    Aborted,
+}
+
+/// The protocol's messages (§4; fencing, floors, catch-up ranges and read-only checks
+/// are not built yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// The origin ships its record (its own `Vote2a` travels alongside).
+    Record { record: Record },
+    /// The owner of `ballot` proposes `vote` for instance (txn, voter).
+    Vote2a {
+        txn: TxnKey,
+        voter: DcId,
+        ballot: Ballot,
+        vote: Vote,
+    },
+    /// The sender accepted `vote` at `ballot` for instance (txn, voter).
+    Accepted2b {
+        txn: TxnKey,
+        voter: DcId,
+        ballot: Ballot,
+        vote: Vote,
+    },
+    /// The sender has promised `promised` for instance (txn, voter).
+    Reject {
+        txn: TxnKey,
+        voter: DcId,
+        promised: Ballot,
+    },
+    /// Recovery Phase 1 for the listed instances of `txn`.
+    Prepare1a {
+        txn: TxnKey,
+        ballot: Ballot,
+        voters: Vec<DcId>,
+    },
+    /// The sender promised `ballot`; what it had accepted per voter; its record if any.
+    Promise1b {
+        txn: TxnKey,
+        ballot: Ballot,
+        accepted: Vec<(DcId, Option<(Ballot, Vote)>)>,
+        record: Option<Record>,
+    },
+    /// The outcome, with the record when committed (so no learner lacks it).
+    Decision {
+        txn: TxnKey,
+        outcome: Outcome,
+        record: Option<Record>,
+    },
+    /// The sender knows `txn`'s outcome: stop retransmitting it there.
+    DecisionAck { txn: TxnKey },
+    /// The sender learned `txn` committed but lacks its record.
+    FetchRecord { txn: TxnKey },
+}
+
+impl Msg {
+    /// The attempt the message is about.
+    pub fn txn(&self) -> TxnKey {
+        match self {
+            Msg::Record { record } => record.key,
+            Msg::Vote2a { txn, .. }
+            | Msg::Accepted2b { txn, .. }
+            | Msg::Reject { txn, .. }
+            | Msg::Prepare1a { txn, .. }
+            | Msg::Promise1b { txn, .. }
+            | Msg::Decision { txn, .. }
+            | Msg::DecisionAck { txn }
+            | Msg::FetchRecord { txn } => *txn,
+        }
+    }
+}
+
+/// A message between data centers. `depth` is the length of the longest chain of
+/// inter-DC messages about this attempt that the sender's knowledge depends on, plus
+/// one: the WAN delays an outcome took are counted along causality (§11.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: DcId,
+    pub to: DcId,
+    pub depth: u32,
+    pub msg: Msg,
+}

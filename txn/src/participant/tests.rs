@@ -1,0 +1,232 @@
+//! The participant driven by a tiny lock-step network: every message takes one unit
+//! of time, so an outcome's `wan_delays` is exactly the number of rounds it needed.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::validation::ReadSpan;
+
+const UNIT: u64 = 1_000;
+
+struct Net {
+    dcs: Vec<Option<Participant>>,
+    durable: Vec<Durable>,
+    queue: VecDeque<(u64, Envelope)>,
+    now: u64,
+    replies: Vec<(DcId, Reply)>,
+    applied: Vec<Vec<(Version, Vec<(Vec<u8>, Option<Vec<u8>>)>)>>,
+}
+
+fn config(dcs: usize, me: DcId, learn: LearnRule) -> Config {
+    Config {
+        dcs,
+        me,
+        learn,
+        retransmit: 10 * UNIT,
+        recovery: 20 * UNIT,
+        stagger: 10 * UNIT,
+        clock_bound: 0,
+    }
+}
+
+impl Net {
+    fn new(dcs: usize, learn: LearnRule) -> Net {
+        Net {
+            dcs: (0..dcs)
+                .map(|d| Some(Participant::new(config(dcs, d as DcId, learn))))
+                .collect(),
+            durable: vec![Durable::default(); dcs],
+            queue: VecDeque::new(),
+            now: 1_000_000,
+            replies: Vec::new(),
+            applied: vec![Vec::new(); dcs],
+        }
+    }
+
+    fn absorb(&mut self, dc: DcId, out: Output) {
+        let d = usize::from(dc);
+        if let Some(p) = &self.dcs[d] {
+            // Synchronous "sync": the step's durable state is stable before it sends.
+            self.durable[d] = p.durable().clone();
+        }
+        for env in out.send {
+            self.queue.push_back((self.now + UNIT, env));
+        }
+        self.applied[d].extend(out.apply);
+        self.replies
+            .extend(out.replies.into_iter().map(|r| (dc, r)));
+    }
+
+    fn commit(&mut self, dc: DcId, client: u64, reads: &[(&str, Version)], writes: &[&str]) {
+        let now = self.now;
+        let p = self.dcs[usize::from(dc)].as_mut().unwrap();
+        let txn = p.begin(now);
+        let reads = reads
+            .iter()
+            .map(|(k, lo)| ReadEntry {
+                span: ReadSpan::point(k.as_bytes()),
+                lo: *lo,
+            })
+            .collect();
+        let writes = writes
+            .iter()
+            .map(|k| (k.as_bytes().to_vec(), Some(b"v".to_vec())))
+            .collect();
+        let out = p.commit(now, client, txn, reads, writes);
+        self.absorb(dc, out);
+    }
+
+    /// Delivers messages in time order (dropping those to crashed DCs) and ticks every
+    /// live DC each unit, until `until` or nothing is left to do.
+    fn run(&mut self, until: u64) {
+        while self.now < until {
+            self.now += UNIT;
+            while self.queue.front().is_some_and(|(t, _)| *t <= self.now) {
+                let (_, env) = self.queue.pop_front().unwrap();
+                let to = env.to;
+                let now = self.now;
+                if let Some(p) = self.dcs[usize::from(to)].as_mut() {
+                    let out = p.receive(now, env);
+                    self.absorb(to, out);
+                }
+            }
+            for d in 0..self.dcs.len() {
+                let now = self.now;
+                if let Some(p) = self.dcs[d].as_mut() {
+                    let out = p.tick(now);
+                    self.absorb(d as DcId, out);
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, dc: DcId) {
+        self.dcs[usize::from(dc)] = None;
+        self.queue.retain(|(_, env)| env.from != dc);
+    }
+
+    fn outcome(&self, dc: DcId, key: TxnKey) -> Option<Outcome> {
+        self.durable[usize::from(dc)].outcomes().get(&key).copied()
+    }
+
+    fn reply(&self, client: u64) -> Option<&ClientResult> {
+        self.replies
+            .iter()
+            .find(|(_, r)| r.client == client)
+            .map(|(_, r)| &r.result)
+    }
+}
+
+fn key(origin: DcId, seq: u64) -> TxnKey {
+    TxnKey { origin, seq }
+}
+
+#[test]
+fn fast_path_takes_three_delays_conservative_two_owner_counting() {
+    for (rule, dcs, delays) in [
+        (LearnRule::Conservative, 3, 3),
+        (LearnRule::Conservative, 5, 3),
+        (LearnRule::OwnerCounting, 3, 2),
+        (LearnRule::OwnerCounting, 5, 3),
+    ] {
+        let mut net = Net::new(dcs, rule);
+        net.commit(0, 1, &[("x", 0)], &["x"]);
+        net.run(net.now + 20 * UNIT);
+        match net.reply(1) {
+            Some(ClientResult::Committed { wan_delays, .. }) => {
+                assert_eq!(*wan_delays, delays, "{rule:?} with {dcs} DCs")
+            }
+            other => panic!("{rule:?}, {dcs} DCs: {other:?}"),
+        }
+        for d in 0..dcs as DcId {
+            assert!(matches!(
+                net.outcome(d, key(0, 1)),
+                Some(Outcome::Committed { .. })
+            ));
+            assert_eq!(
+                net.applied[usize::from(d)].len(),
+                1,
+                "applied once at DC {d}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stale_read_aborts_at_a_quorum() {
+    let mut net = Net::new(3, LearnRule::Conservative);
+    net.commit(0, 1, &[], &["x"]);
+    net.run(net.now + 20 * UNIT);
+    let Some(ClientResult::Committed { version, .. }) = net.reply(1).cloned() else {
+        panic!("first commit failed");
+    };
+    // DC 1 commits a transaction that read x before that version: C3 at every DC.
+    net.commit(1, 2, &[("x", version - 1)], &["y"]);
+    net.run(net.now + 20 * UNIT);
+    assert!(matches!(net.reply(2), Some(ClientResult::Aborted { .. })));
+}
+
+#[test]
+fn concurrent_conflicting_commits_never_both_commit_unordered() {
+    let mut net = Net::new(3, LearnRule::Conservative);
+    // Both read x at 0 and write it: at most one may commit.
+    net.commit(0, 1, &[("x", 0)], &["x"]);
+    net.commit(1, 2, &[("x", 0)], &["x"]);
+    net.run(net.now + 200 * UNIT);
+    let committed = [1, 2]
+        .iter()
+        .filter(|c| matches!(net.reply(**c), Some(ClientResult::Committed { .. })))
+        .count();
+    assert!(
+        net.reply(1).is_some() && net.reply(2).is_some(),
+        "both answered"
+    );
+    assert!(committed <= 1, "lost update: both committed");
+    for k in [key(0, 1), key(1, 1)] {
+        let o = net.outcome(0, k);
+        assert!(o.is_some(), "{k:?} undecided");
+        for d in 1..3 {
+            assert_eq!(net.outcome(d, k), o, "DCs disagree on {k:?}");
+        }
+    }
+}
+
+#[test]
+fn a_dead_origin_s_attempt_is_recovered_by_the_others() {
+    let mut net = Net::new(3, LearnRule::Conservative);
+    net.commit(0, 1, &[], &["x"]);
+    // The record reaches the others; then the origin dies before learning anything.
+    net.run(net.now + UNIT);
+    net.crash(0);
+    net.run(net.now + 200 * UNIT);
+    let a = net.outcome(1, key(0, 1));
+    assert!(a.is_some(), "DC 1 never decided the dead origin's attempt");
+    assert_eq!(net.outcome(2, key(0, 1)), a);
+    // With D = 3 and one DC down the conservative rule cannot learn at own ballots, so
+    // recovery decided: the origin's and both voters' Commit votes were adopted.
+    assert!(matches!(a, Some(Outcome::Committed { .. })), "{a:?}");
+}
+
+#[test]
+fn a_restarted_dc_resumes_from_its_durable_state() {
+    let mut net = Net::new(3, LearnRule::OwnerCounting);
+    net.commit(0, 1, &[], &["x"]);
+    net.run(net.now + UNIT);
+    net.crash(2);
+    net.run(net.now + 50 * UNIT);
+    assert!(matches!(net.reply(1), Some(ClientResult::Committed { .. })));
+    // DC 2 restarts with what it had synced and catches the outcome up.
+    let (p, out) = Participant::restart(
+        config(3, 2, LearnRule::OwnerCounting),
+        net.durable[2].clone(),
+        net.now,
+    );
+    net.dcs[2] = Some(p);
+    net.absorb(2, out);
+    net.run(net.now + 100 * UNIT);
+    assert!(matches!(
+        net.outcome(2, key(0, 1)),
+        Some(Outcome::Committed { .. })
+    ));
+    assert_eq!(net.applied[2].len(), 1);
+}
