@@ -174,7 +174,9 @@ impl Learner {
     /// own durable acceptance, or — owner-counting only — the owner's `Vote2a`). Returns
     /// the chosen vote once known.
     pub fn on_accepted(&mut self, by: DcId, ballot: Ballot, vote: Vote) -> Option<Vote> {
-        let own_ballot_of_voter = by == self.voter && ballot.owner == self.voter;
+        // Only round 0, which the voter owns without any Phase 1: its acceptance at a
+        // recovery or rejoin ballot of its own followed a Phase 1 and counts.
+        let own_ballot_of_voter = by == self.voter && ballot == Ballot::own(self.voter);
         if self.rule == LearnRule::Conservative && own_ballot_of_voter {
             return self.chosen;
         }

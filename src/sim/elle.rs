@@ -1,42 +1,37 @@
 //! Elle-style strict-serializability checker for list-append histories (Kingsbury & Alvaro,
-//! "Elle", VLDB 2020).
+//! "Elle", VLDB 2020). Elements are unique and lists only grow, so each read names exactly
+//! which appends it saw and in which order: the dependency graph follows from observations.
 //!
-//! Transactions append elements, unique across the history, to integer keys, and read whole
-//! lists. Since elements are unique and lists only grow, each read names exactly which appends
-//! it saw and in which order, so the dependency graph follows from the client's observations.
-//!
-//! Checks over every observation (committed reads, and the final read of each key):
-//! `duplicate-element` (an element twice in one list); `G1a` (an aborted append is visible);
-//! `incompatible-order` (a list is not a prefix of its key's version order); `lost-append` (an
-//! append of a transaction that took effect is missing from the final list); `G1b` (a read ends
-//! in an element its writer followed with another append to that key); `internal` (a visible
-//! element nobody appended to that key, a committed transaction's read contradicting its own
-//! earlier reads and appends, a reused element, or an end before the begin). Then one report
-//! per strongly connected component of the dependency graph, named by one cycle's edges: `G0`
-//! (ww only), `G1c` (ww/wr), `G-single` (one rw), `G2` (more rw), `-realtime` if it needs rt.
+//! Observations are committed reads and the final read of every key. Over them we check
+//! `duplicate-element`, `G1a` (an aborted append is visible), `incompatible-order` (a list is
+//! not a prefix of its key's version order), `lost-append` (an append of a transaction that
+//! took effect is missing from the final list), `G1b` (a read ends in an element its writer
+//! followed with another append to that key) and `internal` (an element nobody appended to
+//! that key, a committed transaction's read contradicting its own earlier reads and appends,
+//! a reused element, an end before the begin). Then each strongly connected component of the
+//! dependency graph is reported once, named by one cycle's edges: `G0` (ww only), `G1c`
+//! (ww/wr), `G-single` (one rw), `G2` (more rw), with `-realtime` if the cycle needs rt.
 //!
 //! Inference:
 //! - A transaction *took effect* if it committed, or its outcome is unknown and one of its
-//!   appends is visible; only those are graph nodes. Only committed reads are observations.
+//!   appends is visible; only those are graph nodes.
 //! - A key's version order is its longest observation, the final list winning ties. ww joins
 //!   the writers of consecutive elements; wr runs from the writer of a read's last element to
 //!   the reader (earlier elements are ordered by ww); rw runs from a reader to the writer of
-//!   the first element it missed, inferred only from reads that are prefixes of the order.
-//! - rt: T -> U when T committed and T.end < U.begin. An unknown outcome never sources rt (it
-//!   may take effect after the client gave up). rt edges are implicit: T's successors are a
-//!   suffix of the nodes sorted by begin, found by binary search; memory stays linear, time is
-//!   O(n^2) at worst.
-//! - Components are found by an iterative Tarjan twice: without rt (plain serializability
-//!   violations), then with rt, reporting only components disjoint from the first pass's, so
-//!   `-realtime` means "serializable but not strictly". The cycle shown is a shortest one
-//!   through the component's first transaction (BFS; per pair ww beats wr beats rw beats rt):
-//!   one witness, not necessarily the weakest anomaly in the component.
+//!   the first element it missed, and only for reads that are prefixes of the order.
+//! - rt: T -> U when T committed and T.end < U.begin. An unknown outcome never sources rt: it
+//!   may take effect after the client gave up. rt edges are implicit (T's successors are a
+//!   suffix of the nodes sorted by begin): memory stays linear, time is O(n^2) at worst.
+//! - An iterative Tarjan runs without rt (plain serializability violations), then with rt,
+//!   reporting only components disjoint from the first pass's: `-realtime` means "serializable
+//!   but not strictly". The cycle shown is a shortest one through the component's first
+//!   transaction (BFS; per pair, ww beats wr beats rw beats rt). It is one witness, not
+//!   necessarily the weakest anomaly in the component.
 //!
 //! Limits: no order is inferred beyond the longest observation (no cross-key inference), so
-//! the checker aims to be sound rather than complete. Transactions are identified by history
-//! position; ids only label reports. Output is deterministic (history or sorted order).
+//! the checker aims at soundness, not completeness. Transactions are identified by position
+//! in the history; ids only label reports. Output is deterministic.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::{self, Write as _};
 
@@ -77,14 +72,15 @@ pub struct Anomaly {
     pub detail: String,
 }
 
-/// Checks `history` against the rules in the module doc. `final_lists`: the final value of
-/// every key as read after the run (authoritative order); a key it lacks counts as empty.
+/// Checks `history` as the module doc describes. `final_lists`: the final value of every key
+/// as read after the run (authoritative order); a key it lacks counts as empty.
 pub fn check(history: &[TxnObs], final_lists: &BTreeMap<u64, Vec<u64>>) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let facts = Facts::gather(history, final_lists, &mut out);
     for (txn, record) in history.iter().enumerate() {
         if record.end.is_some_and(|end| end < record.begin) {
-            out.push(anomaly("internal", vec![record.id], format!("T{} ends before it begins", record.id)));
+            let detail = format!("T{} ends before it begins", record.id);
+            out.push(anomaly("internal", vec![record.id], detail));
         }
         if record.status == Status::Committed {
             check_own_reads(&facts, txn, &mut out);
@@ -99,13 +95,14 @@ pub fn check(history: &[TxnObs], final_lists: &BTreeMap<u64, Vec<u64>>) -> Vec<A
 }
 
 fn anomaly(kind: &str, txns: Vec<u64>, detail: String) -> Anomaly {
-    Anomaly { kind: kind.to_string(), txns, detail }
+    let kind = kind.to_string();
+    Anomaly { kind, txns, detail }
 }
 
 /// Who saw an element or a list: reader ids, `None` for the final read.
 type Observers = BTreeSet<Option<u64>>;
 
-/// Where an element was appended: its key, transaction (history position) and op index.
+/// Where an element was appended: key, transaction (history position), op index.
 #[derive(Clone, Copy)]
 struct Append {
     key: u64,
@@ -123,7 +120,7 @@ struct Observation<'a> {
 /// What the checks share, derived once from the history.
 struct Facts<'a> {
     history: &'a [TxnObs],
-    /// Element → its (first) append.
+    /// Element → its append (the last one, should an element be reused).
     appends: BTreeMap<u64, Append>,
     /// (transaction, key) → the last element that transaction appended to the key.
     last_append: BTreeMap<(usize, u64), u64>,
@@ -143,8 +140,8 @@ impl<'a> Facts<'a> {
         final_lists: &'a BTreeMap<u64, Vec<u64>>,
         out: &mut Vec<Anomaly>,
     ) -> Self {
-        let mut appends = BTreeMap::new();
-        let mut last_append = BTreeMap::new();
+        let mut appends: BTreeMap<u64, Append> = BTreeMap::new();
+        let mut last_append: BTreeMap<(usize, u64), u64> = BTreeMap::new();
         let mut keys: BTreeSet<u64> = final_lists.keys().copied().collect();
         let mut reads = Vec::new();
         for (txn, record) in history.iter().enumerate() {
@@ -153,33 +150,27 @@ impl<'a> Facts<'a> {
                     Op::Append { key, value } => {
                         keys.insert(*key);
                         last_append.insert((txn, *key), *value);
-                        match appends.entry(*value) {
-                            Entry::Vacant(slot) => {
-                                slot.insert(Append { key: *key, txn, op });
-                            }
-                            Entry::Occupied(first) => {
-                                let first = history[first.get().txn].id;
-                                let detail = format!("element {value} appended by T{first} and T{}", record.id);
-                                out.push(anomaly("internal", vec![first, record.id], detail));
-                            }
+                        let append = Append { key: *key, txn, op };
+                        if let Some(earlier) = appends.insert(*value, append) {
+                            let txns = vec![history[earlier.txn].id, record.id];
+                            out.push(anomaly("internal", txns, format!("{value} appended twice")));
                         }
                     }
                     Op::Read { key, list } if record.status == Status::Committed => {
                         keys.insert(*key);
-                        reads.push(Observation { key: *key, list: list.as_slice(), reader: Some(txn) });
+                        let (key, list, reader) = (*key, list.as_slice(), Some(txn));
+                        reads.push(Observation { key, list, reader });
                     }
                     Op::Read { .. } => {}
                 }
             }
         }
-        let mut observations: Vec<Observation<'a>> = keys
-            .iter()
-            .map(|&key| Observation {
-                key,
-                list: final_lists.get(&key).map_or(&[][..], Vec::as_slice),
-                reader: None,
-            })
-            .collect();
+        let final_read = |key: u64| Observation {
+            key,
+            list: final_lists.get(&key).map_or(&[][..], Vec::as_slice),
+            reader: None,
+        };
+        let mut observations: Vec<Observation<'a>> = keys.into_iter().map(final_read).collect();
         observations.extend(reads);
 
         let mut orders: BTreeMap<u64, &'a [u64]> = BTreeMap::new();
@@ -191,19 +182,30 @@ impl<'a> Facts<'a> {
             }
             let reader = obs.reader.map(|txn| history[txn].id);
             for &element in obs.list {
-                seen_by.entry((obs.key, element)).or_default().insert(reader);
+                seen_by
+                    .entry((obs.key, element))
+                    .or_default()
+                    .insert(reader);
             }
         }
 
-        let mut took_effect: Vec<bool> =
-            history.iter().map(|record| record.status == Status::Committed).collect();
+        let committed = |record: &TxnObs| record.status == Status::Committed;
+        let mut took_effect: Vec<bool> = history.iter().map(committed).collect();
         for (&element, append) in &appends {
             let unknown = history[append.txn].status == Status::Unknown;
             if unknown && seen_by.contains_key(&(append.key, element)) {
                 took_effect[append.txn] = true;
             }
         }
-        Facts { history, appends, last_append, observations, orders, seen_by, took_effect }
+        Facts {
+            history,
+            appends,
+            last_append,
+            observations,
+            orders,
+            seen_by,
+            took_effect,
+        }
     }
 
     fn id(&self, txn: usize) -> u64 {
@@ -216,12 +218,14 @@ impl<'a> Facts<'a> {
 
     /// The append of `element` to `key`, if some transaction made one.
     fn writer(&self, key: u64, element: u64) -> Option<Append> {
-        self.appends.get(&element).copied().filter(|append| append.key == key)
+        let append = self.appends.get(&element).copied();
+        append.filter(|append| append.key == key)
     }
 
     /// The graph node that appended `element` to `key`, if it took effect.
     fn node(&self, key: u64, element: u64) -> Option<usize> {
-        self.writer(key, element).map(|append| append.txn).filter(|&txn| self.took_effect[txn])
+        let txn = self.writer(key, element).map(|append| append.txn);
+        txn.filter(|&txn| self.took_effect[txn])
     }
 
     fn order(&self, key: u64) -> &'a [u64] {
@@ -229,9 +233,9 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// A committed transaction's read of a key must agree with what the transaction already
-/// knows of it: exactly its previous read plus its appends since, or, with no previous read,
-/// a list ending with its appends so far. It must not contain the transaction's later appends.
+/// A committed transaction's read of a key must agree with what it already knows of the key:
+/// exactly its previous read plus its appends since, or, with no previous read, a list ending
+/// with its appends so far. It must not contain the transaction's later appends.
 fn check_own_reads(facts: &Facts<'_>, txn: usize, out: &mut Vec<Anomaly>) {
     let record = &facts.history[txn];
     // Key → (is the whole list known?, the whole list or its known tail).
@@ -240,25 +244,30 @@ fn check_own_reads(facts: &Facts<'_>, txn: usize, out: &mut Vec<Anomaly>) {
         match step {
             Op::Append { key, value } => known.entry(*key).or_default().1.push(*value),
             Op::Read { key, list } => {
-                let (whole, expected) =
-                    known.get(key).map_or((false, &[][..]), |(whole, tail)| (*whole, tail.as_slice()));
-                let from_the_future = |element: &&u64| {
-                    facts.writer(*key, **element).is_some_and(|a| a.txn == txn && a.op > op)
+                let (whole, expected) = match known.get(key) {
+                    Some((whole, tail)) => (*whole, tail.as_slice()),
+                    None => (false, &[][..]),
+                };
+                let later = |element: &&u64| {
+                    let append = facts.writer(*key, **element);
+                    append.is_some_and(|append| append.txn == txn && append.op > op)
                 };
                 let problem = if whole && list.as_slice() != expected {
                     let at = common_prefix(list, expected);
-                    Some(format!("expected exactly {}", excerpt(expected, at)))
-                } else if !whole && !list.ends_with(expected) {
+                    Some(format!("expected {}", excerpt(expected, at)))
+                } else if !list.ends_with(expected) {
                     let at = expected.len().saturating_sub(1);
-                    Some(format!("expected it to end with its own appends {}", excerpt(expected, at)))
+                    Some(format!(
+                        "expected its own appends {}",
+                        excerpt(expected, at)
+                    ))
                 } else {
-                    list.iter()
-                        .find(from_the_future)
-                        .map(|element| format!("it holds {element}, which the transaction appends later"))
+                    let element = list.iter().find(later);
+                    element.map(|element| format!("{element} is only appended later"))
                 };
                 if let Some(problem) = problem {
                     let seen = excerpt(list, list.len().saturating_sub(1));
-                    let detail = format!("T{} read key {key} as {seen}, but {problem}", record.id);
+                    let detail = format!("T{} read key {key} as {seen}: {problem}", record.id);
                     out.push(anomaly("internal", vec![record.id], detail));
                 }
                 known.insert(*key, (true, list.clone()));
@@ -273,20 +282,15 @@ fn check_elements(facts: &Facts<'_>, out: &mut Vec<Anomaly>) {
     for (&(key, element), seen) in &facts.seen_by {
         match facts.writer(key, element) {
             None => {
-                let detail = format!(
-                    "key {key}: element {element}, never appended to it, was seen by {}",
-                    observers(seen)
-                );
+                let who = observers(seen);
+                let detail = format!("key {key}: {element}, never appended, seen by {who}");
                 out.push(anomaly("internal", reader_ids(seen), detail));
             }
             Some(append) if facts.history[append.txn].status == Status::Aborted => {
                 let writer = facts.id(append.txn);
-                let mut txns = vec![writer];
-                txns.extend(reader_ids(seen));
-                let detail = format!(
-                    "key {key}: element {element}, appended by aborted T{writer}, was seen by {}",
-                    observers(seen)
-                );
+                let txns = [writer].into_iter().chain(reader_ids(seen)).collect();
+                let who = observers(seen);
+                let detail = format!("key {key}: {element} of aborted T{writer} seen by {who}");
                 out.push(anomaly("G1a", txns, detail));
             }
             Some(_) => {}
@@ -295,14 +299,18 @@ fn check_elements(facts: &Facts<'_>, out: &mut Vec<Anomaly>) {
     let mut repeated: BTreeMap<(u64, u64), Observers> = BTreeMap::new();
     for obs in &facts.observations {
         let mut once = BTreeSet::new();
-        for &element in obs.list {
-            if !once.insert(element) {
-                repeated.entry((obs.key, element)).or_default().insert(facts.reader_id(obs));
-            }
+        for &element in obs.list.iter().filter(|&&element| !once.insert(element)) {
+            repeated
+                .entry((obs.key, element))
+                .or_default()
+                .insert(facts.reader_id(obs));
         }
     }
     for ((key, element), seen) in repeated {
-        let detail = format!("key {key}: element {element} occurs twice in lists seen by {}", observers(&seen));
+        let detail = format!(
+            "key {key}: {element} repeated in a list seen by {}",
+            observers(&seen)
+        );
         out.push(anomaly("duplicate-element", reader_ids(&seen), detail));
     }
 }
@@ -312,18 +320,18 @@ fn check_orders(facts: &Facts<'_>, out: &mut Vec<Anomaly>) {
     let mut conflicts: BTreeMap<(u64, &[u64]), Observers> = BTreeMap::new();
     for obs in &facts.observations {
         if !facts.order(obs.key).starts_with(obs.list) {
-            conflicts.entry((obs.key, obs.list)).or_default().insert(facts.reader_id(obs));
+            let reader = facts.reader_id(obs);
+            conflicts
+                .entry((obs.key, obs.list))
+                .or_default()
+                .insert(reader);
         }
     }
     for ((key, list), seen) in conflicts {
         let order = facts.order(key);
         let at = common_prefix(list, order);
-        let detail = format!(
-            "key {key}: {} observed {}, but the longest observation is {}; they differ at index {at}",
-            observers(&seen),
-            excerpt(list, at),
-            excerpt(order, at)
-        );
+        let (who, list, order) = (observers(&seen), excerpt(list, at), excerpt(order, at));
+        let detail = format!("key {key}: {who} saw {list}, the longest list is {order}");
         out.push(anomaly("incompatible-order", reader_ids(&seen), detail));
     }
 }
@@ -332,10 +340,8 @@ fn check_orders(facts: &Facts<'_>, out: &mut Vec<Anomaly>) {
 fn check_lost_appends(facts: &Facts<'_>, out: &mut Vec<Anomaly>) {
     let mut lost: BTreeMap<u64, (Vec<u64>, BTreeSet<u64>)> = BTreeMap::new();
     for (&element, append) in &facts.appends {
-        let in_final = facts
-            .seen_by
-            .get(&(append.key, element))
-            .is_some_and(|seen| seen.contains(&None));
+        let seen = facts.seen_by.get(&(append.key, element));
+        let in_final = seen.is_some_and(|seen| seen.contains(&None));
         if facts.took_effect[append.txn] && !in_final {
             let (elements, txns) = lost.entry(append.key).or_default();
             elements.push(element);
@@ -343,35 +349,32 @@ fn check_lost_appends(facts: &Facts<'_>, out: &mut Vec<Anomaly>) {
         }
     }
     for (key, (elements, txns)) in lost {
-        let detail = format!(
-            "key {key}: {} append(s) of transactions that took effect are missing from the final list: {}",
-            elements.len(),
-            excerpt(&elements, 0)
-        );
+        let detail = format!("key {key}: final list lacks {}", excerpt(&elements, 0));
         out.push(anomaly("lost-append", txns.into_iter().collect(), detail));
     }
 }
 
-/// A committed read must not end in an element its writer later followed with another
-/// append to the same key (reading one's own intermediate state is `check_own_reads`' job).
+/// A committed read must not end in an element its writer later followed with another append
+/// to the same key (reading one's own intermediate state is `check_own_reads`' business).
 fn check_intermediate_reads(facts: &Facts<'_>, out: &mut Vec<Anomaly>) {
     for obs in &facts.observations {
-        let (Some(reader), Some(&last)) = (obs.reader, obs.list.last()) else { continue };
-        let Some(writer) = facts.writer(obs.key, last) else { continue };
-        let latest = facts.last_append.get(&(writer.txn, obs.key)).copied().unwrap_or(last);
-        if writer.txn != reader && latest != last {
+        let (Some(reader), Some(&last)) = (obs.reader, obs.list.last()) else {
+            continue;
+        };
+        let Some(writer) = facts.writer(obs.key, last) else {
+            continue;
+        };
+        let latest = facts.last_append.get(&(writer.txn, obs.key)).copied();
+        if writer.txn != reader && latest != Some(last) {
             let (key, w, r) = (obs.key, facts.id(writer.txn), facts.id(reader));
-            let detail = format!(
-                "T{r} read key {key} ending in {last}, an intermediate append of T{w}, whose last \
-                 append to key {key} is {latest}"
-            );
+            let detail = format!("T{r} read key {key} ending in {last}, not T{w}'s last append");
             out.push(anomaly("G1b", vec![w, r], detail));
         }
     }
 }
 
-/// A labelled dependency edge; the key names where the dependency was observed. The variant
-/// order is the preference when a pair has several labels: the weakest anomaly reads clearest.
+/// A dependency edge, with the key it was observed on. The variant order is the preference
+/// when a pair has several labels: the weakest anomaly reads clearest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Edge {
     Ww(u64),
@@ -391,10 +394,10 @@ impl fmt::Display for Edge {
     }
 }
 
-/// The dependency graph over history positions. Only transactions that took effect have
-/// edges; rt edges are implicit (see `successors`).
+/// The dependency graph over history positions; only transactions that took effect have
+/// edges. rt edges are implicit, see `successors`.
 struct Graph {
-    /// Node → successor → the best-ranked ww/wr/rw label seen for the pair.
+    /// Node → successor → the preferred (least) ww/wr/rw label seen for the pair.
     explicit: Vec<BTreeMap<usize, Edge>>,
     /// Every node, sorted by (begin, position); `begins` holds the matching begin times.
     by_begin: Vec<usize>,
@@ -406,19 +409,19 @@ struct Graph {
 impl Graph {
     fn build(facts: &Facts<'_>) -> Self {
         let history = facts.history;
-        let mut by_begin: Vec<usize> = (0..history.len()).filter(|&txn| facts.took_effect[txn]).collect();
+        let mut by_begin: Vec<usize> = (0..history.len())
+            .filter(|&t| facts.took_effect[t])
+            .collect();
         by_begin.sort_by_key(|&txn| (history[txn].begin, txn));
+        let rt_end = |record: &TxnObs| match (record.status, record.end) {
+            (Status::Committed, Some(end)) if end >= record.begin => Some(end),
+            _ => None,
+        };
         let mut graph = Graph {
             explicit: vec![BTreeMap::new(); history.len()],
             begins: by_begin.iter().map(|&txn| history[txn].begin).collect(),
             by_begin,
-            rt_end: history
-                .iter()
-                .map(|record| match (record.status, record.end) {
-                    (Status::Committed, Some(end)) if end >= record.begin => Some(end),
-                    _ => None,
-                })
-                .collect(),
+            rt_end: history.iter().map(rt_end).collect(),
         };
         for (&key, order) in &facts.orders {
             for pair in order.windows(2) {
@@ -433,29 +436,24 @@ impl Graph {
                 graph.add(writer, reader, Edge::Wr(obs.key));
             }
             let order = facts.order(obs.key);
-            if order.starts_with(obs.list) {
-                let missed = order.get(obs.list.len());
-                if let Some(writer) = missed.and_then(|&next| facts.node(obs.key, next)) {
-                    graph.add(reader, writer, Edge::Rw(obs.key));
-                }
+            let missed = order
+                .get(obs.list.len())
+                .filter(|_| order.starts_with(obs.list));
+            if let Some(writer) = missed.and_then(|&next| facts.node(obs.key, next)) {
+                graph.add(reader, writer, Edge::Rw(obs.key));
             }
         }
         graph
     }
 
     fn add(&mut self, from: usize, to: usize, edge: Edge) {
-        if from == to {
-            return;
-        }
-        if let Some(successors) = self.explicit.get_mut(from) {
+        if let Some(successors) = self.explicit.get_mut(from).filter(|_| from != to) {
             let label = successors.entry(to).or_insert(edge);
-            if edge < *label {
-                *label = edge;
-            }
+            *label = edge.min(*label);
         }
     }
 
-    /// `v`'s successors: explicit edges first, then (if `realtime`) every node that began
+    /// `v`'s successors: explicit edges first, then, if `realtime`, every node that began
     /// after `v` ended.
     fn successors(&self, v: usize, realtime: bool) -> impl Iterator<Item = (usize, Edge)> + '_ {
         let later: &[usize] = match self.rt_end.get(v).copied().flatten() {
@@ -465,7 +463,8 @@ impl Graph {
             }
             _ => &[],
         };
-        let explicit = self.explicit.get(v).into_iter().flatten().map(|(&w, &edge)| (w, edge));
+        let explicit = self.explicit.get(v).into_iter().flatten();
+        let explicit = explicit.map(|(&w, &edge)| (w, edge));
         explicit.chain(later.iter().map(|&w| (w, Edge::Rt)))
     }
 
@@ -493,11 +492,8 @@ impl Graph {
                         stack.push(w);
                         calls.push((w, self.successors(w, realtime)));
                     }
-                    Some((w, _)) => {
-                        if on_stack[w] {
-                            low[v] = low[v].min(index[w]);
-                        }
-                    }
+                    Some((w, _)) if on_stack[w] => low[v] = low[v].min(index[w]),
+                    Some(_) => {}
                     None => {
                         calls.pop();
                         if let Some(&(parent, _)) = calls.last() {
@@ -525,8 +521,8 @@ impl Graph {
         found
     }
 
-    /// A shortest cycle through the component's first member, staying inside the component,
-    /// as (node, edge to the next node) steps; the last step leads back to the first node.
+    /// A shortest cycle through the component's first member, inside the component, as
+    /// (node, edge to the next node) steps; the last step leads back to the first node.
     fn cycle_through(&self, component: &[usize], realtime: bool) -> Option<Vec<(usize, Edge)>> {
         let members: BTreeSet<usize> = component.iter().copied().collect();
         let &start = component.first()?;
@@ -538,8 +534,8 @@ impl Graph {
                     let mut steps = vec![(v, edge)];
                     let mut at = v;
                     while at != start {
-                        let &(previous, edge) = parent.get(&at)?;
-                        steps.push((previous, edge));
+                        let &(previous, into) = parent.get(&at)?;
+                        steps.push((previous, into));
                         at = previous;
                     }
                     steps.reverse();
@@ -555,26 +551,34 @@ impl Graph {
     }
 }
 
-/// Reports one cycle per component: first those without rt edges, then real-time ones among
-/// transactions not already in a plain cycle.
+/// One cycle per component: first those without rt edges, then real-time ones among
+/// transactions in no plain cycle.
 fn report_cycles(facts: &Facts<'_>, graph: &Graph, out: &mut Vec<Anomaly>) {
     let mut explained = BTreeSet::new();
     for component in graph.components(false) {
-        report_cycle(facts, graph, &component, false, out);
+        out.push(describe_cycle(facts, graph, &component, false));
         explained.extend(component);
     }
     for component in graph.components(true) {
         if !component.iter().any(|v| explained.contains(v)) {
-            report_cycle(facts, graph, &component, true, out);
+            out.push(describe_cycle(facts, graph, &component, true));
         }
     }
 }
 
-fn report_cycle(facts: &Facts<'_>, graph: &Graph, component: &[usize], realtime: bool, out: &mut Vec<Anomaly>) {
+fn describe_cycle(
+    facts: &Facts<'_>,
+    graph: &Graph,
+    component: &[usize],
+    realtime: bool,
+) -> Anomaly {
     let Some(steps) = graph.cycle_through(component, realtime) else {
         let txns = component.iter().map(|&v| facts.id(v)).collect();
-        out.push(anomaly("internal", txns, "checker: a strongly connected component without a cycle".into()));
-        return;
+        return anomaly(
+            "internal",
+            txns,
+            "checker: component without a cycle".into(),
+        );
     };
     let txns: Vec<u64> = steps.iter().map(|&(v, _)| facts.id(v)).collect();
     let mut detail = String::new();
@@ -584,13 +588,15 @@ fn report_cycle(facts: &Facts<'_>, graph: &Graph, component: &[usize], realtime:
     if let Some(first) = txns.first() {
         let _ = write!(detail, "T{first}");
     }
-    out.push(anomaly(&classify(&steps), txns, detail));
+    anomaly(&classify(&steps), txns, detail)
 }
 
-/// Names a cycle by its edges: G0 (ww only), G1c (ww/wr), G-single (one rw), G2 (several rw);
-/// `-realtime` if it needs an rt edge.
+/// G0 (ww only), G1c (ww/wr), G-single (one rw), G2 (more rw); `-realtime` if rt is needed.
 fn classify(steps: &[(usize, Edge)]) -> String {
-    let rw = steps.iter().filter(|(_, edge)| matches!(edge, Edge::Rw(_))).count();
+    let rw = steps
+        .iter()
+        .filter(|(_, edge)| matches!(edge, Edge::Rw(_)))
+        .count();
     let wr = steps.iter().any(|(_, edge)| matches!(edge, Edge::Wr(_)));
     let rt = steps.iter().any(|(_, edge)| matches!(edge, Edge::Rt));
     let base = match (rw, wr) {
@@ -611,11 +617,11 @@ fn reader_ids(seen: &Observers) -> Vec<u64> {
 }
 
 fn observers(seen: &Observers) -> String {
-    let names: Vec<String> = seen
-        .iter()
-        .map(|reader| reader.map_or_else(|| "the final read".to_string(), |id| format!("T{id}")))
-        .collect();
-    names.join(", ")
+    let name = |reader: &Option<u64>| match reader {
+        Some(id) => format!("T{id}"),
+        None => "the final read".to_string(),
+    };
+    seen.iter().map(name).collect::<Vec<_>>().join(", ")
 }
 
 fn common_prefix(a: &[u64], b: &[u64]) -> usize {
@@ -627,10 +633,223 @@ fn excerpt(list: &[u64], at: usize) -> String {
     let from = at.saturating_sub(3).min(list.len());
     let to = at.saturating_add(5).min(list.len());
     let shown: Vec<String> = list[from..to].iter().map(u64::to_string).collect();
+    let shown = shown.join(", ");
     if from == 0 && to == list.len() {
-        return format!("[{}]", shown.join(", "));
+        return format!("[{shown}]");
     }
     let head = if from > 0 { "..., " } else { "" };
     let tail = if to < list.len() { ", ..." } else { "" };
-    format!("[{head}{}{tail}] (len {})", shown.join(", "), list.len())
+    format!("[{head}{shown}{tail}] (len {})", list.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status::{Aborted, Committed, Unknown};
+    use super::*;
+
+    fn txn(id: u64, status: Status, (begin, end): (u64, u64), ops: Vec<Op>) -> TxnObs {
+        let end = Some(end);
+        TxnObs {
+            id,
+            status,
+            begin,
+            end,
+            ops,
+        }
+    }
+
+    fn read(key: u64, list: &[u64]) -> Op {
+        let list = list.to_vec();
+        Op::Read { key, list }
+    }
+
+    fn append(key: u64, value: u64) -> Op {
+        Op::Append { key, value }
+    }
+
+    fn run(history: &[TxnObs], finals: &[(u64, Vec<u64>)]) -> Vec<Anomaly> {
+        check(history, &finals.iter().cloned().collect())
+    }
+
+    /// The kinds reported, sorted.
+    fn kinds(history: &[TxnObs], finals: &[(u64, Vec<u64>)]) -> Vec<String> {
+        let mut kinds: Vec<String> = run(history, finals).into_iter().map(|a| a.kind).collect();
+        kinds.sort();
+        kinds
+    }
+
+    fn cycle(kind: &str, txns: Vec<u64>, detail: &str) -> Anomaly {
+        anomaly(kind, txns, detail.to_string())
+    }
+
+    #[test]
+    fn serial_history_is_clean() {
+        // One at a time, each seeing all before it: ww, wr and rt edges all point forward,
+        // rw edges would point at the reader itself, every read is a prefix of the final list.
+        let history = [
+            txn(1, Committed, (0, 10), vec![read(1, &[]), append(1, 1)]),
+            txn(
+                2,
+                Committed,
+                (20, 30),
+                vec![read(1, &[1]), append(1, 2), append(2, 3)],
+            ),
+            txn(
+                3,
+                Committed,
+                (40, 50),
+                vec![read(1, &[1, 2]), read(2, &[3])],
+            ),
+        ];
+        assert!(run(&history, &[(1, vec![1, 2]), (2, vec![3])]).is_empty());
+    }
+
+    #[test]
+    fn opposite_append_orders_are_g0() {
+        // Concurrent T1 and T2 append to keys 1 and 2; the final lists put T1 first on key 1
+        // and T2 first on key 2: T1 -ww(k1)-> T2 -ww(k2)-> T1, writes only.
+        let history = [
+            txn(1, Committed, (0, 10), vec![append(1, 1), append(2, 2)]),
+            txn(2, Committed, (0, 10), vec![append(1, 3), append(2, 4)]),
+        ];
+        let expected = cycle("G0", vec![1, 2], "T1 -ww(k1)-> T2 -ww(k2)-> T1");
+        assert_eq!(
+            run(&history, &[(1, vec![1, 3]), (2, vec![4, 2])]),
+            [expected]
+        );
+    }
+
+    #[test]
+    fn visible_aborted_append_is_g1a() {
+        // T2 reads 1, which only aborted T1 appended. The empty final list is a prefix of the
+        // read, and an aborted writer is no graph node: nothing else to report.
+        let history = [
+            txn(1, Aborted, (0, 10), vec![append(1, 1)]),
+            txn(2, Committed, (20, 30), vec![read(1, &[1])]),
+        ];
+        assert_eq!(kinds(&history, &[(1, vec![])]), ["G1a"]);
+    }
+
+    #[test]
+    fn mutual_reads_are_g1c() {
+        // Each reads the other's append: T1 -wr(k1)-> T2 -wr(k2)-> T1. Both reads are whole
+        // lists, so no rw edge.
+        let history = [
+            txn(1, Committed, (0, 10), vec![append(1, 1), read(2, &[2])]),
+            txn(2, Committed, (0, 10), vec![append(2, 2), read(1, &[1])]),
+        ];
+        assert_eq!(kinds(&history, &[(1, vec![1]), (2, vec![2])]), ["G1c"]);
+    }
+
+    #[test]
+    fn read_skew_is_g_single() {
+        // T1 sees T2's append to key 2 (T2 -wr(k2)-> T1) but reads key 1 empty, missing T2's
+        // append there (T1 -rw(k1)-> T2): a cycle with exactly one anti-dependency.
+        let history = [
+            txn(1, Committed, (0, 10), vec![read(1, &[]), read(2, &[2])]),
+            txn(2, Committed, (0, 10), vec![append(1, 1), append(2, 2)]),
+        ];
+        let expected = cycle("G-single", vec![1, 2], "T1 -rw(k1)-> T2 -wr(k2)-> T1");
+        assert_eq!(run(&history, &[(1, vec![1]), (2, vec![2])]), [expected]);
+    }
+
+    #[test]
+    fn write_skew_is_g2() {
+        // Both read keys 1 and 2 empty; T1 appends to 1, T2 to 2. Each missed the other's
+        // append: T1 -rw(k2)-> T2 -rw(k1)-> T1. (A miss of one's own append is no edge.)
+        let history = [
+            txn(
+                1,
+                Committed,
+                (0, 10),
+                vec![read(1, &[]), read(2, &[]), append(1, 1)],
+            ),
+            txn(
+                2,
+                Committed,
+                (0, 10),
+                vec![read(1, &[]), read(2, &[]), append(2, 2)],
+            ),
+        ];
+        assert_eq!(kinds(&history, &[(1, vec![1]), (2, vec![2])]), ["G2"]);
+    }
+
+    #[test]
+    fn stale_read_after_commit_is_g_single_realtime() {
+        // T1 ended (10) before T2 began (20): T1 -rt-> T2. T2 read key 1 empty, yet the final
+        // list holds T1's 1: T2 -rw(k1)-> T1. Serializable (T2, T1), but not strictly.
+        let history = [
+            txn(1, Committed, (0, 10), vec![append(1, 1)]),
+            txn(2, Committed, (20, 30), vec![read(1, &[])]),
+        ];
+        let expected = cycle("G-single-realtime", vec![1, 2], "T1 -rt-> T2 -rw(k1)-> T1");
+        assert_eq!(run(&history, &[(1, vec![1])]), [expected]);
+    }
+
+    #[test]
+    fn diverging_read_is_incompatible_order() {
+        // T3 saw [2], not a prefix of the final [1, 2]. Its rw edge is skipped and
+        // T1 -ww-> T2 -wr-> T3 has no cycle.
+        let history = [
+            txn(1, Committed, (0, 10), vec![append(1, 1)]),
+            txn(2, Committed, (0, 10), vec![append(1, 2)]),
+            txn(3, Committed, (0, 10), vec![read(1, &[2])]),
+        ];
+        assert_eq!(kinds(&history, &[(1, vec![1, 2])]), ["incompatible-order"]);
+    }
+
+    #[test]
+    fn missing_committed_append_is_lost() {
+        // Committed T2's 2 is missing from the final list. Unknown T3's 3 is never seen, so T3
+        // is ignored, not lost.
+        let history = [
+            txn(1, Committed, (0, 10), vec![append(1, 1)]),
+            txn(2, Committed, (20, 30), vec![append(1, 2)]),
+            TxnObs {
+                end: None,
+                ..txn(3, Unknown, (40, 40), vec![append(1, 3)])
+            },
+        ];
+        assert_eq!(kinds(&history, &[(1, vec![1])]), ["lost-append"]);
+    }
+
+    #[test]
+    fn visible_unknown_txn_must_be_whole() {
+        // Unknown T1's 1 is visible, so T1 took effect, and its 2, missing on key 2, is lost.
+        let ops = vec![append(1, 1), append(2, 2)];
+        let history = [TxnObs {
+            end: None,
+            ..txn(1, Unknown, (0, 0), ops)
+        }];
+        assert_eq!(
+            kinds(&history, &[(1, vec![1]), (2, vec![])]),
+            ["lost-append"]
+        );
+    }
+
+    #[test]
+    fn read_of_intermediate_append_is_g1b() {
+        // T1 appends 1 then 2; T2's read ends at 1, T1's intermediate state (G1b). The same
+        // read closes T1 -wr(k1)-> T2 -rw(k1)-> T1 (G-single).
+        let history = [
+            txn(1, Committed, (0, 10), vec![append(1, 1), append(1, 2)]),
+            txn(2, Committed, (0, 10), vec![read(1, &[1])]),
+        ];
+        assert_eq!(kinds(&history, &[(1, vec![1, 2])]), ["G-single", "G1b"]);
+    }
+
+    #[test]
+    fn read_missing_own_append_is_internal() {
+        // T1 appends 1, then reads key 1 without it. The empty read is a prefix of [1] and its
+        // rw edge would point at T1 itself, so nothing else is reported.
+        let history = [txn(1, Committed, (0, 10), vec![append(1, 1), read(1, &[])])];
+        assert_eq!(kinds(&history, &[(1, vec![1])]), ["internal"]);
+    }
+
+    #[test]
+    fn repeated_element_is_duplicate() {
+        // The final list holds T1's only element twice; the ww pair (1, 1) is a self-edge.
+        let history = [txn(1, Committed, (0, 10), vec![append(1, 1)])];
+        assert_eq!(kinds(&history, &[(1, vec![1, 1])]), ["duplicate-element"]);
+    }
 }

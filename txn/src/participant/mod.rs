@@ -84,6 +84,11 @@ impl Durable {
         &self.outcomes
     }
 
+    /// This DC's own vote per attempt.
+    pub fn own_votes(&self) -> &BTreeMap<TxnKey, Vote> {
+        &self.own_votes
+    }
+
     /// Every attempt this DC holds a record of.
     pub fn records(&self) -> &BTreeMap<TxnKey, Record> {
         &self.records
@@ -119,7 +124,9 @@ pub enum ClientResult {
     Aborted { reason: String },
 }
 
-/// What a step asks the caller to do.
+/// What a step asks the caller to do. The caller releases outputs of one participant
+/// **in order**, and an output only once the durable state of its step and of every
+/// earlier step is synced (a later step may resend what an earlier one decided).
 #[derive(Debug, Default)]
 pub struct Output {
     pub send: Vec<Envelope>,
@@ -211,10 +218,13 @@ impl Participant {
             }
         }
         for key in p.durable.known() {
+            // Decided attempts too: which DCs know their outcome was volatile, so the
+            // outcome is pushed again until acknowledged (a stand-in for the gapless
+            // catch-up of §7.5).
+            p.attempt(key);
             if p.durable.outcomes.contains_key(&key) {
                 continue;
             }
-            p.attempt(key);
             match p.durable.own_votes.get(&key) {
                 Some(Vote::Commit) => {
                     p.prepared.insert(key);
@@ -408,10 +418,6 @@ impl Participant {
 
     fn on_record(&mut self, record: Record, out: &mut Output) {
         let key = record.key;
-        if record.version > self.durable.hlc {
-            self.durable.hlc = record.version;
-            self.durable_changed = true;
-        }
         self.keep_record(record);
         if self.try_decide(key, out) {
             return;
@@ -535,23 +541,31 @@ impl Participant {
         out: &mut Output,
     ) {
         self.see_ballot(key, ballot);
+        // All or nothing: a promise for some instances of the round is useless to it.
+        for &voter in &voters {
+            let promised = self
+                .durable
+                .acceptors
+                .get(&(key, voter))
+                .and_then(Acceptor::promised);
+            if let Some(promised) = promised.filter(|p| *p > ballot) {
+                self.send(
+                    from,
+                    Msg::Reject {
+                        txn: key,
+                        voter,
+                        promised,
+                    },
+                    out,
+                );
+                return;
+            }
+        }
         let mut accepted = Vec::with_capacity(voters.len());
         for voter in voters {
             let acceptor = self.durable.acceptors.entry((key, voter)).or_default();
-            match acceptor.prepare(ballot) {
-                Ok(a) => accepted.push((voter, a)),
-                Err(rejected) => {
-                    self.send(
-                        from,
-                        Msg::Reject {
-                            txn: key,
-                            voter,
-                            promised: rejected.promised,
-                        },
-                        out,
-                    );
-                    return;
-                }
+            if let Ok(a) = acceptor.prepare(ballot) {
+                accepted.push((voter, a));
             }
         }
         self.durable_changed = true;
@@ -670,7 +684,8 @@ impl Participant {
         let (Some(client), Some(version)) = (a.client, a.committed_unacked) else {
             return;
         };
-        if now < (version >> 8) + bound {
+        // Commit wait: the clock must have passed the version by ε.
+        if now <= (version >> 8) + bound {
             return;
         }
         a.client = None;
@@ -999,7 +1014,13 @@ impl Participant {
         }
     }
 
+    /// Keeps a record (durably) and absorbs its version into the HLC, so versions this
+    /// DC issues later are above it.
     fn keep_record(&mut self, record: Record) {
+        if record.version > self.durable.hlc {
+            self.durable.hlc = record.version;
+            self.durable_changed = true;
+        }
         if !self.durable.records.contains_key(&record.key) {
             self.durable.records.insert(record.key, record);
             self.durable_changed = true;

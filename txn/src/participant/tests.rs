@@ -230,3 +230,24 @@ fn a_restarted_dc_resumes_from_its_durable_state() {
     ));
     assert_eq!(net.applied[2].len(), 1);
 }
+
+#[test]
+fn commits_continue_with_a_voter_down_under_either_rule() {
+    for rule in [LearnRule::Conservative, LearnRule::OwnerCounting] {
+        let mut net = Net::new(3, rule);
+        net.crash(2);
+        net.commit(0, 1, &[("x", 0)], &["x"]);
+        // L2: the fast path ({origin, voter 1}); L3: the own-ballot instances cannot be
+        // learned without DC 2, so recovery decides (τ_rec + 4 delays, §8.2).
+        net.run(net.now + 100 * UNIT);
+        assert!(
+            matches!(net.reply(1), Some(ClientResult::Committed { .. })),
+            "{rule:?}: {:?}",
+            net.reply(1)
+        );
+        assert!(matches!(
+            net.outcome(1, key(0, 1)),
+            Some(Outcome::Committed { .. })
+        ));
+    }
+}

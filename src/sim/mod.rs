@@ -1,0 +1,337 @@
+//! `meridian sim`: the cross-DC commit protocol in deterministic simulation.
+//!
+//! Each seed is one [`world`] run — D data centers running the real
+//! `txn::participant` core over `kv` in-memory stores, a seeded network with WAN delay
+//! and jitter (and, with `--faults`, message loss and duplication, DC crashes that lose
+//! unsynced state, and DC isolation), and closed-loop clients running a list-append
+//! workload — followed by the checkers:
+//!
+//! - **agreement**: no two DCs record different outcomes for one attempt;
+//! - **termination**: after the heal and the recovery bound, every attempt any DC knows
+//!   is decided at every DC and every client of a live DC has its answer ("stuck");
+//! - **durability**: every DC holds the same final data (catch-up) and every
+//!   acknowledged append is in it (Elle's lost-append);
+//! - **strict serializability** of the observed history ([`elle`]: dependency cycles
+//!   with real-time edges, aborted reads, incompatible orders).
+//!
+//! Output: one JSON line per seed and a summary line; the exit status is non-zero on any
+//! violation or stuck transaction, and a failing seed is printed with the command that
+//! replays it. WAN delays per commit are counted along causality by the participant
+//! (the depth of the message chain the outcome depended on), not from latency.
+
+pub mod elle;
+pub mod world;
+
+use std::collections::BTreeMap;
+
+use replication::LearnRule;
+use serde_json::json;
+
+use self::elle::{check, Status};
+use self::world::{RunConfig, RunResult, World};
+
+/// `meridian sim`'s arguments.
+#[derive(Clone, Debug)]
+pub struct SimArgs {
+    pub dcs: usize,
+    pub seeds: u64,
+    pub first_seed: u64,
+    pub wan_delay_ms: u64,
+    pub faults: bool,
+    pub high_contention: bool,
+    pub txns: usize,
+    pub clients_per_dc: usize,
+    pub owner_counting: bool,
+}
+
+/// One seed's verdict.
+struct SeedReport {
+    committed: usize,
+    aborted: usize,
+    unknown: usize,
+    violations: Vec<String>,
+    /// Violations and stuck attempts, described.
+    details: Vec<String>,
+    stuck: usize,
+    committed_during_faults: usize,
+    wan_delays: Vec<u32>,
+    latencies_us: Vec<u64>,
+}
+
+/// Runs the seeds, prints the JSON lines; true if every seed passed.
+pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
+    if args.dcs % 2 == 0 || args.dcs == 0 || args.dcs > 255 {
+        anyhow::bail!("--dcs must be odd and at most 255, got {}", args.dcs);
+    }
+    if args.txns == 0 || args.clients_per_dc == 0 {
+        anyhow::bail!("--txns and --clients-per-dc must be positive");
+    }
+    let learn = if args.owner_counting {
+        LearnRule::OwnerCounting
+    } else {
+        LearnRule::Conservative
+    };
+    let mut all_delays = Vec::new();
+    let mut all_latencies = Vec::new();
+    let (mut committed, mut aborted, mut unknown, mut violations, mut stuck) = (0, 0, 0, 0, 0);
+    let mut during_faults = 0;
+    let mut failed = Vec::new();
+    for seed in args.first_seed..args.first_seed + args.seeds {
+        let cfg = RunConfig {
+            dcs: args.dcs,
+            seed,
+            wan_delay_us: args.wan_delay_ms * 1_000,
+            faults: args.faults,
+            keys: if args.high_contention { 5 } else { 500 },
+            txns: args.txns,
+            clients_per_dc: args.clients_per_dc,
+            learn,
+        };
+        let report = verify(World::new(cfg.clone()).run());
+        println!(
+            "{}",
+            json!({
+                "seed": seed,
+                "txns": args.txns,
+                "committed": report.committed,
+                "aborted": report.aborted,
+                "unknown": report.unknown,
+                "violations": report.violations.len(),
+                "stuck": report.stuck,
+                "committed_during_faults": report.committed_during_faults,
+                "commit_wan_delays_p50": percentile(&report.wan_delays, 50),
+                "commit_latency_ms_p50": ms(percentile(&report.latencies_us, 50)),
+                "commit_latency_ms_p99": ms(percentile(&report.latencies_us, 99)),
+                "anomalies": report.details.iter().take(5).collect::<Vec<_>>(),
+            })
+        );
+        if !report.violations.is_empty() || report.stuck > 0 {
+            failed.push(seed);
+            eprintln!(
+                "seed {seed} FAILED; replay: meridian sim --dcs {} --wan-delay-ms {} --txns {} --clients-per-dc {} --contention {}{}{} --first-seed {seed} --seeds 1",
+                args.dcs,
+                args.wan_delay_ms,
+                args.txns,
+                args.clients_per_dc,
+                if args.high_contention { "high" } else { "low" },
+                if args.faults { " --faults" } else { "" },
+                if args.owner_counting { " --learn owner" } else { "" },
+            );
+        }
+        committed += report.committed;
+        aborted += report.aborted;
+        unknown += report.unknown;
+        violations += report.violations.len();
+        stuck += report.stuck;
+        during_faults += report.committed_during_faults;
+        all_delays.extend(report.wan_delays);
+        all_latencies.extend(report.latencies_us);
+    }
+    println!(
+        "{}",
+        json!({
+            "summary": true,
+            "protocol": "meridian",
+            "learn": if args.owner_counting { "owner-counting" } else { "conservative" },
+            "dcs": args.dcs,
+            "wan_delay_ms": args.wan_delay_ms,
+            "faults": args.faults,
+            "contention": if args.high_contention { "high" } else { "low" },
+            "seeds": args.seeds,
+            "txns": args.seeds as usize * args.txns,
+            "committed": committed,
+            "aborted": aborted,
+            "unknown": unknown,
+            "violations": violations,
+            "stuck": stuck,
+            "committed_during_faults": during_faults,
+            "commit_wan_delays_p50": percentile(&all_delays, 50),
+            "commit_wan_delays_p99": percentile(&all_delays, 99),
+            "commit_latency_ms_p50": ms(percentile(&all_latencies, 50)),
+            "commit_latency_ms_p99": ms(percentile(&all_latencies, 99)),
+            "failed_seeds": failed,
+        })
+    );
+    Ok(failed.is_empty())
+}
+
+/// The checkers of the module doc over one run.
+fn verify(run: RunResult) -> SeedReport {
+    let mut violations = run.violations.clone();
+    // Agreement.
+    let mut outcomes = BTreeMap::new();
+    for (dc, durable) in run.durable.iter().enumerate() {
+        for (key, outcome) in durable.outcomes() {
+            if let Some((other_dc, other)) = outcomes.insert(*key, (dc, *outcome)) {
+                if other != *outcome {
+                    violations.push(format!(
+                        "agreement: {key:?} is {other:?} at DC {other_dc}, {outcome:?} at DC {dc}"
+                    ));
+                }
+            }
+        }
+    }
+    // Termination: every attempt known anywhere is decided everywhere.
+    let mut stuck = run.unanswered;
+    let mut stuck_details = Vec::new();
+    let known: std::collections::BTreeSet<_> = run.durable.iter().flat_map(|d| d.known()).collect();
+    for key in &known {
+        if run.durable.iter().any(|d| !d.outcomes().contains_key(key)) {
+            stuck += 1;
+            let states: Vec<String> = run
+                .durable
+                .iter()
+                .enumerate()
+                .map(|(dc, d)| {
+                    format!(
+                        "DC {dc}: outcome {:?}, own vote {:?}, record {}",
+                        d.outcomes().get(key),
+                        d.own_votes().get(key),
+                        d.records().contains_key(key)
+                    )
+                })
+                .collect();
+            stuck_details.push(format!("stuck: {key:?} undecided: {}", states.join("; ")));
+        }
+    }
+    // Durability and catch-up: every DC ends with the same data.
+    for (dc, lists) in run.final_lists.iter().enumerate().skip(1) {
+        if *lists != run.final_lists[0] {
+            violations.push(format!(
+                "catch-up: DC {dc}'s final data differs from DC 0's"
+            ));
+        }
+    }
+    // Strict serializability.
+    for anomaly in check(&run.history, &run.final_lists[0]) {
+        violations.push(format!(
+            "{}: {} (txns {:?})",
+            anomaly.kind, anomaly.detail, anomaly.txns
+        ));
+    }
+    let count = |s: Status| run.history.iter().filter(|t| t.status == s).count();
+    let mut details = violations.clone();
+    details.extend(stuck_details);
+    SeedReport {
+        committed: count(Status::Committed),
+        aborted: count(Status::Aborted),
+        unknown: count(Status::Unknown),
+        violations,
+        details,
+        stuck,
+        committed_during_faults: run.committed_during_faults,
+        wan_delays: run.commits.iter().map(|(d, _)| *d).collect(),
+        latencies_us: run.commits.iter().map(|(_, l)| *l).collect(),
+    }
+}
+
+/// The p-th percentile (nearest rank) of `values`, 0 if empty.
+fn percentile<T: Copy + Ord + Default>(values: &[T], p: usize) -> T {
+    if values.is_empty() {
+        return T::default();
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dcs: usize, faults: bool, high: bool, owner: bool) -> SimArgs {
+        SimArgs {
+            dcs,
+            seeds: 1,
+            first_seed: 1,
+            wan_delay_ms: 50,
+            faults,
+            high_contention: high,
+            txns: 60,
+            clients_per_dc: 2,
+            owner_counting: owner,
+        }
+    }
+
+    fn one(a: &SimArgs, seed: u64) -> SeedReport {
+        let cfg = RunConfig {
+            dcs: a.dcs,
+            seed,
+            wan_delay_us: a.wan_delay_ms * 1000,
+            faults: a.faults,
+            keys: if a.high_contention { 5 } else { 500 },
+            txns: a.txns,
+            clients_per_dc: a.clients_per_dc,
+            learn: if a.owner_counting {
+                LearnRule::OwnerCounting
+            } else {
+                LearnRule::Conservative
+            },
+        };
+        verify(World::new(cfg.clone()).run())
+    }
+
+    #[test]
+    fn fault_free_fast_path_counts() {
+        for (dcs, owner, delays) in [(3, false, 3), (5, false, 3), (3, true, 2)] {
+            let r = one(&args(dcs, false, false, owner), 7);
+            assert!(r.violations.is_empty(), "{:?}", r.violations);
+            assert_eq!(r.stuck, 0);
+            assert!(r.committed > 50, "{} committed", r.committed);
+            assert_eq!(
+                percentile(&r.wan_delays, 50),
+                delays,
+                "{dcs} DCs, owner {owner}"
+            );
+        }
+    }
+
+    #[test]
+    fn seeds_replay_exactly() {
+        let a = args(3, true, true, false);
+        let (x, y) = (one(&a, 42), one(&a, 42));
+        assert_eq!(
+            (
+                x.committed,
+                x.aborted,
+                x.unknown,
+                &x.wan_delays,
+                &x.latencies_us
+            ),
+            (
+                y.committed,
+                y.aborted,
+                y.unknown,
+                &y.wan_delays,
+                &y.latencies_us
+            )
+        );
+    }
+
+    #[test]
+    fn faults_and_contention_keep_every_invariant() {
+        for seed in 1..=10 {
+            for (dcs, owner) in [(3, false), (3, true), (5, false)] {
+                let r = one(&args(dcs, true, true, owner), seed);
+                assert!(
+                    r.violations.is_empty() && r.stuck == 0,
+                    "seed {seed}, {dcs} DCs, owner {owner}: stuck {}, {:?}",
+                    r.stuck,
+                    r.violations
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        assert_eq!(percentile(&[3u32, 1, 2], 50), 2);
+        assert_eq!(percentile(&[1u64, 2, 3, 4], 99), 4);
+        assert_eq!(percentile::<u32>(&[], 50), 0);
+    }
+}
