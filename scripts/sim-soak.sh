@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A longer soak of the commit protocol than CI runs: many seeds CI never ran, with and
-# without faults, low and high contention, 3 and 5 DCs, both learning rules. Prints each
+# without faults, low and high contention, 3 and 5 DCs, both learning rules, and the 2PC
+# baseline. Prints each
 # configuration's summary line; exits non-zero if any seed failed (the failing seeds and
 # their replay commands are printed on stderr).
 #   scripts/sim-soak.sh [seeds per configuration, default 2000] [first seed, default 100000]
@@ -18,6 +19,12 @@ for dcs in 3 5; do
           --seeds "$SEEDS" --first-seed "$FIRST" | tail -n 1 || status=1
       done
     done
+  done
+done
+for dcs in 3 5; do
+  for faults in "" --faults; do
+    "$BIN" sim --protocol 2pc --dcs "$dcs" --contention high $faults \
+      --seeds "$SEEDS" --first-seed "$FIRST" | tail -n 1 || status=1
   done
 done
 exit $status

@@ -94,13 +94,14 @@ else
 fi
 
 # The commit protocol in deterministic simulation (docs/protocol.md): a few hundred seeds
-# with faults at high contention for 3 and 5 DCs and both learning rules, plus the
-# fault-free delay counts. Any violation or stuck transaction fails; the failing seed is
+# with faults at high contention for 3 and 5 DCs and both learning rules, the 2PC
+# baseline, plus the fault-free delay counts. Any violation or stuck transaction fails; the failing seed is
 # printed with the command that replays it. A longer soak: scripts/sim-soak.sh.
 sim_ci() {
   "$BIN" sim --dcs 3 --seeds 300 --faults --contention high --txns 200 >/dev/null &&
     "$BIN" sim --dcs 3 --seeds 150 --faults --contention high --txns 200 --learn owner >/dev/null &&
     "$BIN" sim --dcs 5 --seeds 100 --faults --contention high --txns 200 >/dev/null &&
+    "$BIN" sim --dcs 3 --seeds 100 --faults --contention high --txns 200 --protocol 2pc >/dev/null &&
     scripts/sim-fast-path.sh "$BIN"
 }
 if [[ $build_ok == 1 && -x "$BIN" ]]; then

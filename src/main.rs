@@ -65,7 +65,7 @@ enum Command {
         /// `low` (500 keys) or `high` (5 keys).
         #[arg(long, default_value = "low", value_parser = ["low", "high"])]
         contention: String,
-        /// `meridian` (the 2PC-over-Paxos baseline is not built yet).
+        /// `meridian`, or `2pc`: two-phase commit over per-shard Paxos groups (baseline).
         #[arg(long, default_value = "meridian", value_parser = ["meridian", "2pc"])]
         protocol: String,
         /// Transactions per seed.
@@ -135,9 +135,6 @@ fn main() -> anyhow::Result<()> {
             clients_per_dc,
             learn,
         } => {
-            if protocol == "2pc" {
-                anyhow::bail!("--protocol 2pc: the 2PC-over-Paxos baseline is not built yet");
-            }
             let passed = sim::run(&sim::SimArgs {
                 dcs,
                 seeds,
@@ -148,6 +145,11 @@ fn main() -> anyhow::Result<()> {
                 txns,
                 clients_per_dc,
                 owner_counting: learn == "owner",
+                protocol: if protocol == "2pc" {
+                    sim::node::Protocol::TwoPc
+                } else {
+                    sim::node::Protocol::Meridian
+                },
             })?;
             if !passed {
                 std::process::exit(1);

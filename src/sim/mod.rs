@@ -20,14 +20,17 @@
 //! (the depth of the message chain the outcome depended on), not from latency.
 
 pub mod elle;
+pub mod node;
+pub mod twopc;
 pub mod world;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use replication::LearnRule;
 use serde_json::json;
 
 use self::elle::{check, Status};
+use self::node::{collect_outcomes, DurableState, Protocol};
 use self::world::{RunConfig, RunResult, World};
 
 /// `meridian sim`'s arguments.
@@ -42,6 +45,7 @@ pub struct SimArgs {
     pub txns: usize,
     pub clients_per_dc: usize,
     pub owner_counting: bool,
+    pub protocol: Protocol,
 }
 
 /// One seed's verdict.
@@ -60,7 +64,7 @@ struct SeedReport {
 
 /// Runs the seeds, prints the JSON lines; true if every seed passed.
 pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
-    if args.dcs % 2 == 0 || args.dcs == 0 || args.dcs > 255 {
+    if args.dcs.is_multiple_of(2) || args.dcs > 255 {
         anyhow::bail!("--dcs must be odd and at most 255, got {}", args.dcs);
     }
     if args.txns == 0 || args.clients_per_dc == 0 {
@@ -86,6 +90,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             txns: args.txns,
             clients_per_dc: args.clients_per_dc,
             learn,
+            protocol: args.protocol,
         };
         let report = verify(World::new(cfg.clone()).run());
         println!(
@@ -102,13 +107,13 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
                 "commit_wan_delays_p50": percentile(&report.wan_delays, 50),
                 "commit_latency_ms_p50": ms(percentile(&report.latencies_us, 50)),
                 "commit_latency_ms_p99": ms(percentile(&report.latencies_us, 99)),
-                "anomalies": report.details.iter().take(5).collect::<Vec<_>>(),
+                "anomalies": report.details.iter().take(12).collect::<Vec<_>>(),
             })
         );
         if !report.violations.is_empty() || report.stuck > 0 {
             failed.push(seed);
             eprintln!(
-                "seed {seed} FAILED; replay: meridian sim --dcs {} --wan-delay-ms {} --txns {} --clients-per-dc {} --contention {}{}{} --first-seed {seed} --seeds 1",
+                "seed {seed} FAILED; replay: meridian sim --dcs {} --wan-delay-ms {} --txns {} --clients-per-dc {} --contention {}{}{}{} --first-seed {seed} --seeds 1",
                 args.dcs,
                 args.wan_delay_ms,
                 args.txns,
@@ -116,6 +121,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
                 if args.high_contention { "high" } else { "low" },
                 if args.faults { " --faults" } else { "" },
                 if args.owner_counting { " --learn owner" } else { "" },
+                if args.protocol == Protocol::TwoPc { " --protocol 2pc" } else { "" },
             );
         }
         committed += report.committed;
@@ -131,7 +137,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         "{}",
         json!({
             "summary": true,
-            "protocol": "meridian",
+            "protocol": if args.protocol == Protocol::TwoPc { "2pc" } else { "meridian" },
             "learn": if args.owner_counting { "owner-counting" } else { "conservative" },
             "dcs": args.dcs,
             "wan_delay_ms": args.wan_delay_ms,
@@ -158,41 +164,39 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
 /// The checkers of the module doc over one run.
 fn verify(run: RunResult) -> SeedReport {
     let mut violations = run.violations.clone();
-    // Agreement.
-    let mut outcomes = BTreeMap::new();
-    for (dc, durable) in run.durable.iter().enumerate() {
-        for (key, outcome) in durable.outcomes() {
-            if let Some((other_dc, other)) = outcomes.insert(*key, (dc, *outcome)) {
-                if other != *outcome {
-                    violations.push(format!(
-                        "agreement: {key:?} is {other:?} at DC {other_dc}, {outcome:?} at DC {dc}"
-                    ));
-                }
-            }
+    // Agreement: every outcome any DC holds for an attempt is the same.
+    for (key, held) in collect_outcomes(&run.durable) {
+        if let Some((dc, o)) = held.iter().find(|(_, o)| *o != held[0].1) {
+            violations.push(format!(
+                "agreement: {key:?} is {:?} at DC {}, {o:?} at DC {dc}",
+                held[0].1, held[0].0
+            ));
         }
     }
-    // Termination: every attempt known anywhere is decided everywhere.
+    // Termination: every attempt known anywhere is decided everywhere (Meridian), no
+    // transaction is left prepared or undecided (2PC).
     let mut stuck = run.unanswered;
     let mut stuck_details = Vec::new();
-    let known: std::collections::BTreeSet<_> = run.durable.iter().flat_map(|d| d.known()).collect();
-    for key in &known {
-        if run.durable.iter().any(|d| !d.outcomes().contains_key(key)) {
-            stuck += 1;
-            let states: Vec<String> = run
-                .durable
-                .iter()
-                .enumerate()
-                .map(|(dc, d)| {
-                    format!(
-                        "DC {dc}: outcome {:?}, own vote {:?}, record {}",
-                        d.outcomes().get(key),
-                        d.own_votes().get(key),
-                        d.records().contains_key(key)
-                    )
-                })
-                .collect();
-            stuck_details.push(format!("stuck: {key:?} undecided: {}", states.join("; ")));
-        }
+    let known: BTreeSet<_> = run.durable.iter().flat_map(DurableState::known).collect();
+    let mut undecided: BTreeSet<_> = run
+        .durable
+        .iter()
+        .flat_map(DurableState::undecided)
+        .collect();
+    undecided.extend(
+        known
+            .iter()
+            .filter(|k| run.durable.iter().any(|d| !d.has_outcome(**k))),
+    );
+    for key in undecided {
+        stuck += 1;
+        let states: Vec<String> = run
+            .durable
+            .iter()
+            .enumerate()
+            .map(|(dc, d)| format!("DC {dc}: {}", d.describe(key)))
+            .collect();
+        stuck_details.push(format!("stuck: {key:?}: {}", states.join("; ")));
     }
     // Durability and catch-up: every DC ends with the same data.
     for (dc, lists) in run.final_lists.iter().enumerate().skip(1) {
@@ -255,6 +259,7 @@ mod tests {
             txns: 60,
             clients_per_dc: 2,
             owner_counting: owner,
+            protocol: Protocol::Meridian,
         }
     }
 
@@ -272,6 +277,7 @@ mod tests {
             } else {
                 LearnRule::Conservative
             },
+            protocol: a.protocol,
         };
         verify(World::new(cfg.clone()).run())
     }
@@ -325,6 +331,29 @@ mod tests {
                     r.violations
                 );
             }
+        }
+    }
+
+    #[test]
+    fn two_phase_commit_baseline_is_correct_and_slower() {
+        let mut a = args(3, false, false, false);
+        a.protocol = Protocol::TwoPc;
+        let r = one(&a, 7);
+        assert!(r.violations.is_empty() && r.stuck == 0, "{:?}", r.details);
+        assert!(r.committed > 50, "{} committed", r.committed);
+        // Best case (all participant leaders at the origin) is 4; remote leaders add
+        // a round trip each way.
+        assert!(percentile(&r.wan_delays, 50) >= 4);
+        for seed in 1..=5 {
+            let mut a = args(3, true, true, false);
+            a.protocol = Protocol::TwoPc;
+            let r = one(&a, seed);
+            assert!(
+                r.violations.is_empty() && r.stuck == 0,
+                "2PC seed {seed}: stuck {}, {:?}",
+                r.stuck,
+                r.details
+            );
         }
     }
 

@@ -1,4 +1,4 @@
-//! One simulated run: D data centers, each a [`Participant`] over its own in-memory
+//! One simulated run: D data centers, each a protocol [`Node`] over its own in-memory
 //! `kv` store, a seeded network and nemesis, and closed-loop clients running a
 //! list-append workload. Everything happens in simulated time from one event queue, so
 //! a seed replays exactly.
@@ -14,13 +14,12 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use kv::{Engine, MemoryEngine, MvccStore};
-use replication::{DcId, LearnRule, Vote};
-use txn::participant::{
-    ClientResult, Config, Durable, Envelope, Output, Participant, ReadEntry, Reply,
-};
+use replication::{DcId, LearnRule};
+use txn::participant::{ClientResult, ReadEntry, Reply};
 use txn::validation::ReadSpan;
 
 use super::elle::{Op, Status, TxnObs};
+use super::node::{majority, DurableState, Node, Protocol, Step, Wire};
 
 /// What a run is asked to do.
 #[derive(Clone, Debug)]
@@ -33,6 +32,7 @@ pub struct RunConfig {
     pub txns: usize,
     pub clients_per_dc: usize,
     pub learn: LearnRule,
+    pub protocol: Protocol,
 }
 
 /// What a run observed.
@@ -42,7 +42,7 @@ pub struct RunResult {
     pub commits: Vec<(u32, u64)>,
     /// Final list of every key at every DC.
     pub final_lists: Vec<BTreeMap<u64, Vec<u64>>>,
-    pub durable: Vec<Durable>,
+    pub durable: Vec<DurableState>,
     /// Clients still waiting for an answer from a live DC after the heal.
     pub unanswered: usize,
     /// Invariants checked while running (durable COMMIT votes behind every ack).
@@ -78,12 +78,12 @@ impl Rng {
 }
 
 enum Event {
-    Deliver(Envelope),
+    Deliver(Wire),
     Release {
         dc: DcId,
         incarnation: u32,
-        durable: Option<Box<Durable>>,
-        out: Output,
+        durable: Option<Box<DurableState>>,
+        out: Step,
     },
     Tick(DcId),
     ClientNext(usize),
@@ -94,8 +94,8 @@ enum Event {
 }
 
 struct Dc {
-    participant: Option<Participant>,
-    synced: Durable,
+    participant: Option<Node>,
+    synced: Option<DurableState>,
     incarnation: u32,
     /// When the DC's last pending step is released.
     release_at: u64,
@@ -108,6 +108,8 @@ struct Client {
     /// Index into the history of the transaction awaiting its answer.
     current: Option<usize>,
     commit_at: u64,
+    /// The shard of the current transaction's first key (the 2PC coordinator).
+    coordinator: DcId,
 }
 
 pub struct World {
@@ -136,13 +138,12 @@ pub struct World {
 impl World {
     pub fn new(cfg: RunConfig) -> World {
         let wan = cfg.wan_delay_us.max(1_000);
-        let participant_cfg = |me: DcId| participant_config(&cfg, me);
         let dcs = (0..cfg.dcs as DcId)
             .map(|d| {
                 let engine = Arc::new(MemoryEngine::new());
                 Dc {
-                    participant: Some(Participant::new(participant_cfg(d))),
-                    synced: Durable::default(),
+                    participant: Some(Node::start(&cfg, d, None, 0).0),
+                    synced: None,
                     incarnation: 0,
                     release_at: 0,
                     store: MvccStore::new(engine.clone() as Arc<dyn Engine>),
@@ -155,6 +156,7 @@ impl World {
                 dc: (i % cfg.dcs) as DcId,
                 current: None,
                 commit_at: 0,
+                coordinator: 0,
             })
             .collect();
         let (loss, duplication) = if cfg.faults { (0.02, 0.02) } else { (0.0, 0.0) };
@@ -267,11 +269,11 @@ impl World {
         true
     }
 
-    fn deliver(&mut self, env: Envelope) {
-        if self.isolated.contains(&env.from) || self.isolated.contains(&env.to) {
+    fn deliver(&mut self, env: Wire) {
+        if self.isolated.contains(&env.from()) || self.isolated.contains(&env.to()) {
             return;
         }
-        let to = env.to;
+        let to = env.to();
         if let Some(p) = self.dcs[usize::from(to)].participant.as_mut() {
             let out = p.receive(self.now, env);
             self.absorb(to, out);
@@ -280,16 +282,14 @@ impl World {
 
     /// Holds a step's effects until its durable state, and that of every earlier step
     /// of the DC, is synced: outputs are released in order.
-    fn absorb(&mut self, dc: DcId, out: Output) {
+    fn absorb(&mut self, dc: DcId, out: Step) {
         let now = self.now;
         let sync = self.sync_us;
         let d = &mut self.dcs[usize::from(dc)];
         let incarnation = d.incarnation;
         let durable = if out.durable_changed {
             d.release_at = d.release_at.max(now + sync);
-            d.participant
-                .as_ref()
-                .map(|p| Box::new(p.durable().clone()))
+            d.participant.as_ref().map(|p| Box::new(p.durable()))
         } else {
             None
         };
@@ -309,13 +309,19 @@ impl World {
         }
     }
 
-    fn release(&mut self, dc: DcId, incarnation: u32, durable: Option<Box<Durable>>, out: Output) {
+    fn release(
+        &mut self,
+        dc: DcId,
+        incarnation: u32,
+        durable: Option<Box<DurableState>>,
+        out: Step,
+    ) {
         let d = &mut self.dcs[usize::from(dc)];
         if d.incarnation != incarnation {
             return; // crashed before the sync: the step never happened
         }
         if let Some(durable) = durable {
-            d.synced = *durable;
+            d.synced = Some(*durable);
         }
         for (version, writes) in &out.apply {
             let batch = d.store.batch_for(*version, writes);
@@ -331,7 +337,7 @@ impl World {
         }
     }
 
-    fn send(&mut self, env: Envelope) {
+    fn send(&mut self, env: Wire) {
         if self.rng.chance(self.loss) {
             return;
         }
@@ -370,9 +376,8 @@ impl World {
         if !self.down.remove(&d) {
             return;
         }
-        let cfg = participant_config(&self.cfg, d);
         let durable = self.dcs[usize::from(d)].synced.clone();
-        let (p, out) = Participant::restart(cfg, durable, self.now);
+        let (p, out) = Node::start(&self.cfg, d, durable, self.now);
         self.dcs[usize::from(d)].participant = Some(p);
         self.absorb(d, out);
     }
@@ -465,6 +470,9 @@ impl World {
         let client = &mut self.clients[c];
         client.current = Some(id as usize);
         client.commit_at = self.now;
+        client.coordinator = reads.first().map_or(0, |r: &ReadEntry| {
+            super::twopc::shard_of(&r.span.start, self.cfg.dcs)
+        });
         let now = self.now;
         let p = self.dcs[usize::from(dc)]
             .participant
@@ -495,14 +503,19 @@ impl World {
                     self.committed_during_faults += 1;
                 }
                 // Validity and durability at the moment of the ack: a majority of DCs
-                // have durably voted COMMIT (and so hold the record).
+                // durably back it (Meridian: voted COMMIT and hold the record; 2PC:
+                // hold the coordinator's decision entry).
+                let coordinator = self.clients[c].coordinator;
                 let voters = self
                     .dcs
                     .iter()
-                    .filter(|d| d.synced.own_votes().get(&key) == Some(&Vote::Commit))
-                    .filter(|d| d.synced.records().contains_key(&key))
+                    .filter(|d| {
+                        d.synced
+                            .as_ref()
+                            .is_some_and(|s| s.backs_commit(key, coordinator))
+                    })
                     .count();
-                if voters < self.cfg.dcs / 2 + 1 {
+                if voters < majority(self.cfg.dcs) {
                     self.violations.push(format!(
                         "durability: {key:?} acknowledged with {voters} durable COMMIT votes"
                     ));
@@ -534,7 +547,10 @@ impl World {
             .iter()
             .map(|d| match &d.participant {
                 Some(p) => p.durable().clone(),
-                None => d.synced.clone(),
+                None => d
+                    .synced
+                    .clone()
+                    .unwrap_or_else(|| Node::start(&self.cfg, 0, None, 0).0.durable()),
             })
             .collect();
         RunResult {
@@ -549,24 +565,11 @@ impl World {
     }
 }
 
-fn participant_config(cfg: &RunConfig, me: DcId) -> Config {
-    let wan = cfg.wan_delay_us.max(1_000);
-    Config {
-        dcs: cfg.dcs,
-        me,
-        learn: cfg.learn,
-        retransmit: 8 * wan,
-        recovery: 12 * wan,
-        stagger: 6 * wan,
-        clock_bound: 0,
-    }
-}
-
 /// Time after the heal within which every attempt must be decided everywhere: the
 /// recovery bound of docs/protocol.md §6.4 with room for retries.
 pub fn settle_time(cfg: &RunConfig) -> u64 {
     let wan = cfg.wan_delay_us.max(1_000);
-    let c = participant_config(cfg, 0);
+    let c = super::node::participant_config(cfg, 0);
     4 * (c.recovery + cfg.dcs as u64 * c.stagger + 8 * wan + c.retransmit)
 }
 

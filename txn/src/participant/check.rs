@@ -222,7 +222,7 @@ mod tests {
         // C1: a newer committed write of a written key.
         let t = record(2, 2, 40, &[], &["x"]);
         assert!(
-            matches!(verdict(&t, &[w.clone()], &[], Checker::Remote), Verdict::Abort(r) if r.starts_with("C1"))
+            matches!(verdict(&t, std::slice::from_ref(&w), &[], Checker::Remote), Verdict::Abort(r) if r.starts_with("C1"))
         );
         // C2: a committed read of a written key at a higher version.
         let reader = record(3, 3, 60, &[("y", 0)], &[]);
@@ -233,7 +233,7 @@ mod tests {
         // C3: a read that missed a committed version below T's.
         let t = record(5, 5, 70, &[("x", 10)], &["z"]);
         assert!(
-            matches!(verdict(&t, &[w.clone()], &[], Checker::Remote), Verdict::Abort(r) if r.starts_with("C3"))
+            matches!(verdict(&t, std::slice::from_ref(&w), &[], Checker::Remote), Verdict::Abort(r) if r.starts_with("C3"))
         );
         // The read saw that version: fine.
         let t = record(6, 6, 70, &[("x", 50)], &["x"]);
@@ -248,23 +248,23 @@ mod tests {
         // P younger than T (priority 30 > 20): a remote voter gives way at once (E3).
         let younger = record(1, 30, 50, &[("x", 0)], &["x"]);
         assert!(
-            matches!(verdict(&t, &[], &[younger.clone()], Checker::Remote), Verdict::Abort(r) if r.starts_with("E3"))
+            matches!(verdict(&t, &[], std::slice::from_ref(&younger), Checker::Remote), Verdict::Abort(r) if r.starts_with("E3"))
         );
         // P older than T: wait for its outcome.
         let older = record(1, 5, 50, &[("x", 0)], &["x"]);
         assert_eq!(
-            verdict(&t, &[], &[older.clone()], Checker::Remote),
+            verdict(&t, &[], std::slice::from_ref(&older), Checker::Remote),
             Verdict::Wait(vec![older.key])
         );
         // The origin has not voted: it waits whatever the ages (E0).
         assert_eq!(
-            verdict(&t, &[], &[younger.clone()], Checker::Origin),
+            verdict(&t, &[], std::slice::from_ref(&younger), Checker::Origin),
             Verdict::Wait(vec![younger.key])
         );
         // P3: T read x at 0, below P's pending write at 50, and commits above it.
         let t = record(3, 40, 60, &[("x", 0)], &["y"]);
         assert_eq!(
-            verdict(&t, &[], &[older.clone()], Checker::Remote),
+            verdict(&t, &[], std::slice::from_ref(&older), Checker::Remote),
             Verdict::Wait(vec![older.key])
         );
         // A blind write above a pending write is ordered by versions: commit.

@@ -45,7 +45,7 @@ use kv::Version;
 use replication::{decide, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Vote};
 
 use self::check::{Checker, CommittedIndex, Verdict};
-pub use self::record::{Envelope, Msg, Outcome, ReadEntry, Record, TxnKey};
+pub use self::record::{Envelope, Msg, Outcome, ReadEntry, Record, TxnKey, Writes};
 use crate::locks::TxnId;
 
 /// Tunables, all in microseconds of the caller's clock.
@@ -131,7 +131,7 @@ pub enum ClientResult {
 pub struct Output {
     pub send: Vec<Envelope>,
     /// Committed writes to install at their version (idempotent).
-    pub apply: Vec<(Version, Vec<(Vec<u8>, Option<Vec<u8>>)>)>,
+    pub apply: Vec<(Version, Writes)>,
     pub replies: Vec<Reply>,
     /// Whether the durable state changed (the messages must wait for its sync).
     pub durable_changed: bool,
@@ -143,7 +143,7 @@ struct LocalCommit {
     client: u64,
     txn: TxnId,
     reads: Vec<ReadEntry>,
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    writes: Writes,
 }
 
 /// Volatile per-attempt state.
@@ -263,7 +263,7 @@ impl Participant {
         client: u64,
         txn: TxnId,
         reads: Vec<ReadEntry>,
-        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        writes: Writes,
     ) -> Output {
         self.now = now;
         let mut out = Output::default();
@@ -1021,8 +1021,10 @@ impl Participant {
             self.durable.hlc = record.version;
             self.durable_changed = true;
         }
-        if !self.durable.records.contains_key(&record.key) {
-            self.durable.records.insert(record.key, record);
+        if let std::collections::btree_map::Entry::Vacant(e) =
+            self.durable.records.entry(record.key)
+        {
+            e.insert(record);
             self.durable_changed = true;
         }
     }

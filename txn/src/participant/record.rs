@@ -7,6 +7,9 @@ use replication::{Ballot, DcId, Vote};
 use crate::locks::TxnId;
 use crate::validation::ReadSpan;
 
+/// Written keys with their new values (None deletes).
+pub type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// One commit attempt: the origin and the origin's consecutive attempt number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TxnKey {
@@ -32,7 +35,7 @@ pub struct Record {
     pub version: Version,
     pub reads: Vec<ReadEntry>,
     /// Key → new value (None deletes).
-    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub writes: Writes,
 }
 
 /// An attempt's agreed outcome.

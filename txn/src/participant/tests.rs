@@ -14,7 +14,7 @@ struct Net {
     queue: VecDeque<(u64, Envelope)>,
     now: u64,
     replies: Vec<(DcId, Reply)>,
-    applied: Vec<Vec<(Version, Vec<(Vec<u8>, Option<Vec<u8>>)>)>>,
+    applied: Vec<Vec<(Version, Writes)>>,
 }
 
 fn config(dcs: usize, me: DcId, learn: LearnRule) -> Config {
