@@ -400,15 +400,12 @@ impl Participant {
                 self.durable_changed = true;
                 let a = self.attempt(key);
                 a.client = Some(c.client);
-                for to in self.others() {
-                    self.send(
-                        to,
-                        Msg::Record {
-                            record: record.clone(),
-                        },
-                        out,
-                    );
-                }
+                self.broadcast(
+                    Msg::Record {
+                        record: record.clone(),
+                    },
+                    out,
+                );
                 self.cast_own_vote(key, Vote::Commit, out);
             }
         }
@@ -471,18 +468,15 @@ impl Participant {
 
     fn send_own_vote(&mut self, key: TxnKey, vote: Vote, out: &mut Output) {
         let me = self.cfg.me;
-        for to in self.others() {
-            self.send(
-                to,
-                Msg::Vote2a {
-                    txn: key,
-                    voter: me,
-                    ballot: Ballot::own(me),
-                    vote,
-                },
-                out,
-            );
-        }
+        self.broadcast(
+            Msg::Vote2a {
+                txn: key,
+                voter: me,
+                ballot: Ballot::own(me),
+                vote,
+            },
+            out,
+        );
     }
 
     // ---- acceptor ----
@@ -501,18 +495,15 @@ impl Participant {
         match acceptor.accept(ballot, vote) {
             Ok(()) => {
                 self.durable_changed = true;
-                for to in self.others() {
-                    self.send(
-                        to,
-                        Msg::Accepted2b {
-                            txn: key,
-                            voter,
-                            ballot,
-                            vote,
-                        },
-                        out,
-                    );
-                }
+                self.broadcast(
+                    Msg::Accepted2b {
+                        txn: key,
+                        voter,
+                        ballot,
+                        vote,
+                    },
+                    out,
+                );
                 let me = self.cfg.me;
                 // The owner's acceptance, implied by its Vote2a (owner-counting only;
                 // the learner ignores it under the conservative rule when it is the
@@ -625,9 +616,7 @@ impl Participant {
                 }
                 None => {
                     // Every commit quorum holds the record: ask everyone.
-                    for to in self.others() {
-                        self.send(to, Msg::FetchRecord { txn: key }, out);
-                    }
+                    self.broadcast(Msg::FetchRecord { txn: key }, out);
                     false
                 }
             },
@@ -642,9 +631,7 @@ impl Participant {
         }
         if let Outcome::Committed { .. } = outcome {
             let Some(record) = self.durable.records.get(&key) else {
-                for to in self.others() {
-                    self.send(to, Msg::FetchRecord { txn: key }, out);
-                }
+                self.broadcast(Msg::FetchRecord { txn: key }, out);
                 return;
             };
             self.committed.add(record);
@@ -806,15 +793,12 @@ impl Participant {
         let me = self.cfg.me;
         if key.origin == me {
             if let Some(record) = self.durable.records.get(&key).cloned() {
-                for to in self.others() {
-                    self.send(
-                        to,
-                        Msg::Record {
-                            record: record.clone(),
-                        },
-                        out,
-                    );
-                }
+                self.broadcast(
+                    Msg::Record {
+                        record: record.clone(),
+                    },
+                    out,
+                );
             }
         }
         if let Some(vote) = self.durable.own_votes.get(&key).copied() {
@@ -827,18 +811,15 @@ impl Participant {
             .filter_map(|((_, voter), a)| a.accepted().map(|(b, v)| (*voter, b, v)))
             .collect();
         for (voter, ballot, vote) in accepted {
-            for to in self.others() {
-                self.send(
-                    to,
-                    Msg::Accepted2b {
-                        txn: key,
-                        voter,
-                        ballot,
-                        vote,
-                    },
-                    out,
-                );
-            }
+            self.broadcast(
+                Msg::Accepted2b {
+                    txn: key,
+                    voter,
+                    ballot,
+                    vote,
+                },
+                out,
+            );
         }
     }
 
@@ -885,17 +866,14 @@ impl Participant {
             started_at: now,
             proposers,
         });
-        for to in self.others() {
-            self.send(
-                to,
-                Msg::Prepare1a {
-                    txn: key,
-                    ballot,
-                    voters: undecided.clone(),
-                },
-                out,
-            );
-        }
+        self.broadcast(
+            Msg::Prepare1a {
+                txn: key,
+                ballot,
+                voters: undecided.clone(),
+            },
+            out,
+        );
         let record = self.durable.records.get(&key).cloned();
         self.on_promise(me, key, ballot, accepted, record, out);
     }
@@ -942,28 +920,24 @@ impl Participant {
         }
         self.durable_changed = true;
         let me = self.cfg.me;
-        for to in self.others() {
-            self.send(
-                to,
-                Msg::Vote2a {
-                    txn: key,
-                    voter,
-                    ballot,
-                    vote,
-                },
-                out,
-            );
-            self.send(
-                to,
-                Msg::Accepted2b {
-                    txn: key,
-                    voter,
-                    ballot,
-                    vote,
-                },
-                out,
-            );
-        }
+        self.broadcast(
+            Msg::Vote2a {
+                txn: key,
+                voter,
+                ballot,
+                vote,
+            },
+            out,
+        );
+        self.broadcast(
+            Msg::Accepted2b {
+                txn: key,
+                voter,
+                ballot,
+                vote,
+            },
+            out,
+        );
         self.learn(key, voter, me, ballot, vote, out);
     }
 
@@ -1044,6 +1018,13 @@ impl Participant {
     fn others(&self) -> impl Iterator<Item = DcId> + use<> {
         let me = self.cfg.me;
         (0..self.cfg.dcs as DcId).filter(move |d| *d != me)
+    }
+
+    /// Sends `msg` to every other DC.
+    fn broadcast(&mut self, msg: Msg, out: &mut Output) {
+        for to in self.others() {
+            self.send(to, msg.clone(), out);
+        }
     }
 
     fn send(&mut self, to: DcId, msg: Msg, out: &mut Output) {
