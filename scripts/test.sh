@@ -98,9 +98,9 @@ fi
 # baseline, plus the fault-free delay counts. Any violation or stuck transaction fails; the failing seed is
 # printed with the command that replays it. A longer soak: scripts/sim-soak.sh.
 sim_ci() {
-  "$BIN" sim --dcs 3 --seeds 300 --faults --contention high --txns 200 >/dev/null &&
+  "$BIN" sim --dcs 3 --seeds 300 --faults --contention high --txns 200 --clock-skew-ms 20 >/dev/null &&
     "$BIN" sim --dcs 3 --seeds 150 --faults --contention high --txns 200 --learn owner >/dev/null &&
-    "$BIN" sim --dcs 5 --seeds 100 --faults --contention high --txns 200 >/dev/null &&
+    "$BIN" sim --dcs 5 --seeds 100 --faults --contention high --txns 200 --clock-skew-ms 20 >/dev/null &&
     "$BIN" sim --dcs 3 --seeds 100 --faults --contention high --txns 200 --protocol 2pc >/dev/null &&
     scripts/sim-fast-path.sh "$BIN"
 }

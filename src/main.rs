@@ -74,6 +74,10 @@ enum Command {
         /// Closed-loop clients per data center.
         #[arg(long, default_value_t = 4)]
         clients_per_dc: usize,
+        /// Each DC's clock runs ahead of true time by a seeded offset of up to this many
+        /// milliseconds; commit wait uses it as its bound.
+        #[arg(long, default_value_t = 0)]
+        clock_skew_ms: u64,
         /// Learning rule: `conservative` (3 delays) or `owner` (owner-counting: 2 delays
         /// with 3 DCs).
         #[arg(long, default_value = "conservative", value_parser = ["conservative", "owner"])]
@@ -133,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             protocol,
             txns,
             clients_per_dc,
+            clock_skew_ms,
             learn,
         } => {
             let passed = sim::run(&sim::SimArgs {
@@ -145,6 +150,7 @@ fn main() -> anyhow::Result<()> {
                 txns,
                 clients_per_dc,
                 owner_counting: learn == "owner",
+                clock_skew_ms,
                 protocol: if protocol == "2pc" {
                     sim::node::Protocol::TwoPc
                 } else {

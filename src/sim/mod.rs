@@ -46,6 +46,7 @@ pub struct SimArgs {
     pub clients_per_dc: usize,
     pub owner_counting: bool,
     pub protocol: Protocol,
+    pub clock_skew_ms: u64,
 }
 
 /// One seed's verdict.
@@ -91,6 +92,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             clients_per_dc: args.clients_per_dc,
             learn,
             protocol: args.protocol,
+            clock_skew_us: args.clock_skew_ms * 1_000,
         };
         let report = verify(World::new(cfg.clone()).run());
         println!(
@@ -113,12 +115,13 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         if !report.violations.is_empty() || report.stuck > 0 {
             failed.push(seed);
             eprintln!(
-                "seed {seed} FAILED; replay: meridian sim --dcs {} --wan-delay-ms {} --txns {} --clients-per-dc {} --contention {}{}{}{} --first-seed {seed} --seeds 1",
+                "seed {seed} FAILED; replay: meridian sim --dcs {} --wan-delay-ms {} --txns {} --clients-per-dc {} --contention {} --clock-skew-ms {}{}{}{} --first-seed {seed} --seeds 1",
                 args.dcs,
                 args.wan_delay_ms,
                 args.txns,
                 args.clients_per_dc,
                 if args.high_contention { "high" } else { "low" },
+                args.clock_skew_ms,
                 if args.faults { " --faults" } else { "" },
                 if args.owner_counting { " --learn owner" } else { "" },
                 if args.protocol == Protocol::TwoPc { " --protocol 2pc" } else { "" },
@@ -141,6 +144,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             "learn": if args.owner_counting { "owner-counting" } else { "conservative" },
             "dcs": args.dcs,
             "wan_delay_ms": args.wan_delay_ms,
+            "clock_skew_ms": args.clock_skew_ms,
             "faults": args.faults,
             "contention": if args.high_contention { "high" } else { "low" },
             "seeds": args.seeds,
@@ -260,6 +264,7 @@ mod tests {
             clients_per_dc: 2,
             owner_counting: owner,
             protocol: Protocol::Meridian,
+            clock_skew_ms: 0,
         }
     }
 
@@ -278,6 +283,7 @@ mod tests {
                 LearnRule::Conservative
             },
             protocol: a.protocol,
+            clock_skew_us: a.clock_skew_ms * 1000,
         };
         verify(World::new(cfg.clone()).run())
     }
@@ -353,6 +359,37 @@ mod tests {
                 "2PC seed {seed}: stuck {}, {:?}",
                 r.stuck,
                 r.details
+            );
+        }
+    }
+
+    /// Clocks up to 0.5 s apart: commit wait (ε = the skew bound) holds each commit's
+    /// acknowledgement until every clock has passed its version, so latency rises to
+    /// about ε, and nothing is ordered against real time.
+    #[test]
+    fn commit_wait_covers_clock_skew() {
+        for seed in 1..=5 {
+            let cfg = RunConfig {
+                dcs: 3,
+                seed,
+                wan_delay_us: 50_000,
+                faults: true,
+                keys: 5,
+                txns: 100,
+                clients_per_dc: 4,
+                learn: LearnRule::OwnerCounting,
+                protocol: Protocol::Meridian,
+                clock_skew_us: 500_000,
+            };
+            let r = verify(World::new(cfg).run());
+            assert!(
+                r.violations.is_empty() && r.stuck == 0,
+                "seed {seed}: {:?}",
+                r.details
+            );
+            assert!(
+                percentile(&r.latencies_us, 50) >= 450_000,
+                "seed {seed}: commit wait not applied"
             );
         }
     }

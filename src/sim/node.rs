@@ -87,7 +87,8 @@ impl Node {
                     Some(DurableState::TwoPc(d)) => d,
                     _ => twopc::Durable::default(),
                 };
-                let (n, out) = twopc::Node::restart(me, cfg.dcs, retransmit(cfg), d, now);
+                let (n, out) =
+                    twopc::Node::restart(me, cfg.dcs, retransmit(cfg), clock_bound(cfg), d, now);
                 (Node::TwoPc(n), twopc_step(me, out))
             }
         }
@@ -242,8 +243,13 @@ pub fn participant_config(cfg: &RunConfig, me: DcId) -> participant::Config {
         retransmit: retransmit(cfg),
         recovery: 12 * wan,
         stagger: 6 * wan,
-        clock_bound: 0,
+        clock_bound: clock_bound(cfg),
     }
+}
+
+/// ε for commit wait: the simulated clocks' skew bound.
+fn clock_bound(cfg: &RunConfig) -> u64 {
+    cfg.clock_skew_us
 }
 
 fn retransmit(cfg: &RunConfig) -> u64 {

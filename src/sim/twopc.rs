@@ -241,6 +241,10 @@ pub struct Node {
     me: DcId,
     dcs: usize,
     retransmit: u64,
+    /// ε: an origin acknowledges a commit once its clock passed the version by this.
+    clock_bound: u64,
+    /// Origin: commits learned, waiting for their commit wait.
+    commit_waits: BTreeMap<TxnKey, Version>,
     durable: Durable,
     txns: BTreeMap<TxnKey, Txn>,
     /// Leader: per slot of its shard, the replicas that persisted it.
@@ -270,6 +274,7 @@ impl Node {
         me: DcId,
         dcs: usize,
         retransmit: u64,
+        clock_bound: u64,
         durable: Durable,
         now: u64,
     ) -> (Node, Output) {
@@ -277,6 +282,8 @@ impl Node {
             me,
             dcs,
             retransmit,
+            clock_bound,
+            commit_waits: BTreeMap::new(),
             durable,
             txns: BTreeMap::new(),
             acks: BTreeMap::new(),
@@ -431,6 +438,15 @@ impl Node {
     pub fn tick(&mut self, now: u64) -> Output {
         self.now = now;
         let mut out = Output::default();
+        let waited: Vec<(TxnKey, Version)> = self
+            .commit_waits
+            .iter()
+            .filter(|(_, v)| now > (**v >> 8) + self.clock_bound)
+            .map(|(t, v)| (*t, *v))
+            .collect();
+        for (txn, v) in waited {
+            self.done(txn, Some(v), &mut out);
+        }
         if now >= self.retransmit_at {
             self.retransmit_at = now + self.retransmit;
             // Leader: resend every entry of its shard to the replicas that have not
@@ -898,6 +914,14 @@ impl Node {
     // ---- origin ----
 
     fn done(&mut self, txn: TxnKey, version: Option<Version>, out: &mut Output) {
+        if let Some(v) = version {
+            // Commit wait, as Spanner's (and Meridian's, §5.6).
+            if self.now <= (v >> 8) + self.clock_bound {
+                self.commit_waits.insert(txn, v);
+                return;
+            }
+            self.commit_waits.remove(&txn);
+        }
         let t = self.txn(txn);
         let depth = t.depth;
         let Some(client) = t.client.take() else {

@@ -33,6 +33,9 @@ pub struct RunConfig {
     pub clients_per_dc: usize,
     pub learn: LearnRule,
     pub protocol: Protocol,
+    /// Each DC's clock runs ahead of true time by a seeded offset in `0..=clock_skew_us`;
+    /// commit wait (docs/protocol.md §5.6) uses it as its bound ε.
+    pub clock_skew_us: u64,
 }
 
 /// What a run observed.
@@ -122,6 +125,8 @@ pub struct World {
     dcs: Vec<Dc>,
     isolated: BTreeSet<DcId>,
     down: BTreeSet<DcId>,
+    /// Per DC: how far its clock runs ahead of the simulation's true time.
+    offsets: Vec<u64>,
     clients: Vec<Client>,
     history: Vec<TxnObs>,
     commits: Vec<(u32, u64)>,
@@ -160,8 +165,13 @@ impl World {
             })
             .collect();
         let (loss, duplication) = if cfg.faults { (0.02, 0.02) } else { (0.0, 0.0) };
+        let mut rng = Rng::new(cfg.seed);
+        let offsets = (0..cfg.dcs)
+            .map(|_| rng.below(cfg.clock_skew_us + 1))
+            .collect();
         World {
-            rng: Rng::new(cfg.seed),
+            rng,
+            offsets,
             cfg,
             now: 1_000_000_000,
             seq: 0,
@@ -250,7 +260,7 @@ impl World {
             } => self.release(dc, incarnation, durable, out),
             Event::Tick(d) => {
                 if let Some(p) = self.dcs[usize::from(d)].participant.as_mut() {
-                    let out = p.tick(self.now);
+                    let out = p.tick(self.now + self.offsets[usize::from(d)]);
                     self.absorb(d, out);
                 }
                 let at = self.now + self.tick_us;
@@ -275,7 +285,7 @@ impl World {
         }
         let to = env.to();
         if let Some(p) = self.dcs[usize::from(to)].participant.as_mut() {
-            let out = p.receive(self.now, env);
+            let out = p.receive(self.now + self.offsets[usize::from(to)], env);
             self.absorb(to, out);
         }
     }
@@ -377,7 +387,8 @@ impl World {
             return;
         }
         let durable = self.dcs[usize::from(d)].synced.clone();
-        let (p, out) = Node::start(&self.cfg, d, durable, self.now);
+        let clock = self.now + self.offsets[usize::from(d)];
+        let (p, out) = Node::start(&self.cfg, d, durable, clock);
         self.dcs[usize::from(d)].participant = Some(p);
         self.absorb(d, out);
     }
@@ -473,7 +484,7 @@ impl World {
         client.coordinator = reads.first().map_or(0, |r: &ReadEntry| {
             super::twopc::shard_of(&r.span.start, self.cfg.dcs)
         });
-        let now = self.now;
+        let now = self.now + self.offsets[usize::from(dc)];
         let p = self.dcs[usize::from(dc)]
             .participant
             .as_mut()
