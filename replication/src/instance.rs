@@ -176,8 +176,11 @@ impl Learner {
     pub fn on_accepted(&mut self, by: DcId, ballot: Ballot, vote: Vote) -> Option<Vote> {
         // Only round 0, which the voter owns without any Phase 1: its acceptance at a
         // recovery or rejoin ballot of its own followed a Phase 1 and counts.
+        // With one data center the voter is the only acceptor and the only possible
+        // proposer: its own acceptance is the quorum (D = 1 degenerates to a local
+        // decision, docs/protocol.md §1.4).
         let own_ballot_of_voter = by == self.voter && ballot == Ballot::own(self.voter);
-        if self.rule == LearnRule::Conservative && own_ballot_of_voter {
+        if self.rule == LearnRule::Conservative && own_ballot_of_voter && self.quorum > 1 {
             return self.chosen;
         }
         let set = self.acceptances.entry((ballot, vote)).or_default();
@@ -259,6 +262,15 @@ mod tests {
         l.on_accepted(1, Ballot::own(1), Vote::Commit);
         assert_eq!(
             l.on_accepted(0, Ballot::own(1), Vote::Commit),
+            Some(Vote::Commit)
+        );
+    }
+
+    #[test]
+    fn a_single_data_center_learns_its_own_vote() {
+        let mut l = Learner::new(0, 1, LearnRule::Conservative);
+        assert_eq!(
+            l.on_accepted(0, Ballot::own(0), Vote::Commit),
             Some(Vote::Commit)
         );
     }
