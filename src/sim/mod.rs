@@ -49,6 +49,28 @@ pub struct SimArgs {
     pub clock_skew_ms: u64,
 }
 
+impl SimArgs {
+    /// The run of one seed.
+    fn run_config(&self, seed: u64) -> RunConfig {
+        RunConfig {
+            dcs: self.dcs,
+            seed,
+            wan_delay_us: self.wan_delay_ms * 1_000,
+            faults: self.faults,
+            keys: if self.high_contention { 5 } else { 500 },
+            txns: self.txns,
+            clients_per_dc: self.clients_per_dc,
+            learn: if self.owner_counting {
+                LearnRule::OwnerCounting
+            } else {
+                LearnRule::Conservative
+            },
+            protocol: self.protocol,
+            clock_skew_us: self.clock_skew_ms * 1_000,
+        }
+    }
+}
+
 /// One seed's verdict.
 struct SeedReport {
     committed: usize,
@@ -71,30 +93,13 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
     if args.txns == 0 || args.clients_per_dc == 0 {
         anyhow::bail!("--txns and --clients-per-dc must be positive");
     }
-    let learn = if args.owner_counting {
-        LearnRule::OwnerCounting
-    } else {
-        LearnRule::Conservative
-    };
     let mut all_delays = Vec::new();
     let mut all_latencies = Vec::new();
     let (mut committed, mut aborted, mut unknown, mut violations, mut stuck) = (0, 0, 0, 0, 0);
     let mut during_faults = 0;
     let mut failed = Vec::new();
     for seed in args.first_seed..args.first_seed + args.seeds {
-        let cfg = RunConfig {
-            dcs: args.dcs,
-            seed,
-            wan_delay_us: args.wan_delay_ms * 1_000,
-            faults: args.faults,
-            keys: if args.high_contention { 5 } else { 500 },
-            txns: args.txns,
-            clients_per_dc: args.clients_per_dc,
-            learn,
-            protocol: args.protocol,
-            clock_skew_us: args.clock_skew_ms * 1_000,
-        };
-        let report = verify(World::new(cfg.clone()).run());
+        let report = verify(World::new(args.run_config(seed)).run());
         println!(
             "{}",
             json!({
@@ -269,23 +274,7 @@ mod tests {
     }
 
     fn one(a: &SimArgs, seed: u64) -> SeedReport {
-        let cfg = RunConfig {
-            dcs: a.dcs,
-            seed,
-            wan_delay_us: a.wan_delay_ms * 1000,
-            faults: a.faults,
-            keys: if a.high_contention { 5 } else { 500 },
-            txns: a.txns,
-            clients_per_dc: a.clients_per_dc,
-            learn: if a.owner_counting {
-                LearnRule::OwnerCounting
-            } else {
-                LearnRule::Conservative
-            },
-            protocol: a.protocol,
-            clock_skew_us: a.clock_skew_ms * 1000,
-        };
-        verify(World::new(cfg.clone()).run())
+        verify(World::new(a.run_config(seed)).run())
     }
 
     #[test]
@@ -368,20 +357,12 @@ mod tests {
     /// about ε, and nothing is ordered against real time.
     #[test]
     fn commit_wait_covers_clock_skew() {
+        let mut a = args(3, true, true, true);
+        a.txns = 100;
+        a.clients_per_dc = 4;
+        a.clock_skew_ms = 500;
         for seed in 1..=5 {
-            let cfg = RunConfig {
-                dcs: 3,
-                seed,
-                wan_delay_us: 50_000,
-                faults: true,
-                keys: 5,
-                txns: 100,
-                clients_per_dc: 4,
-                learn: LearnRule::OwnerCounting,
-                protocol: Protocol::Meridian,
-                clock_skew_us: 500_000,
-            };
-            let r = verify(World::new(cfg).run());
+            let r = one(&a, seed);
             assert!(
                 r.violations.is_empty() && r.stuck == 0,
                 "seed {seed}: {:?}",

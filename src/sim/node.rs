@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kv::Version;
-use replication::{quorum, DcId, Vote};
+use replication::{DcId, Vote};
 use txn::participant::{self, Envelope, Outcome, Participant, ReadEntry, Reply, TxnKey, Writes};
 
 use super::twopc;
@@ -227,11 +227,6 @@ impl DurableState {
             DurableState::TwoPc(d) => d.describe(txn),
         }
     }
-}
-
-/// Majority size for `dcs` data centers.
-pub fn majority(dcs: usize) -> usize {
-    quorum(dcs)
 }
 
 pub fn participant_config(cfg: &RunConfig, me: DcId) -> participant::Config {

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kv::Version;
 use replication::{quorum, DcId};
 use txn::participant::{ClientResult, ReadEntry, Reply, TxnKey, Writes};
+use txn::DcClock;
 
 /// A transaction's commit request, as the coordinator and participants see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +120,7 @@ pub enum Msg {
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
     next_seq: u64,
-    hlc: u64,
+    hlc: DcClock,
     /// Per shard: the log as this replica has persisted it.
     logs: BTreeMap<DcId, BTreeMap<u64, Entry>>,
     /// Per shard: slots known chosen (learned; re-learned after a restart otherwise).
@@ -441,7 +442,7 @@ impl Node {
         let waited: Vec<(TxnKey, Version)> = self
             .commit_waits
             .iter()
-            .filter(|(_, v)| now > (**v >> 8) + self.clock_bound)
+            .filter(|(_, v)| now > DcClock::physical(**v) + self.clock_bound)
             .map(|(t, v)| (*t, *v))
             .collect();
         for (txn, v) in waited {
@@ -594,7 +595,7 @@ impl Node {
         };
         self.durable.decisions.insert(txn, decision);
         if let Some(v) = decision {
-            self.durable.hlc = self.durable.hlc.max(v);
+            self.durable.hlc.observe(v);
         }
         self.durable_changed = true;
         // Log the decision through the coordinator's group; participants and the origin
@@ -703,7 +704,7 @@ impl Node {
         out: &mut Output,
     ) {
         if let Some(v) = version {
-            self.durable.hlc = self.durable.hlc.max(v);
+            self.durable.hlc.observe(v);
         }
         let me = self.me;
         if self.outcome_logged(txn) {
@@ -916,7 +917,7 @@ impl Node {
     fn done(&mut self, txn: TxnKey, version: Option<Version>, out: &mut Output) {
         if let Some(v) = version {
             // Commit wait, as Spanner's (and Meridian's, §5.6).
-            if self.now <= (v >> 8) + self.clock_bound {
+            if self.now <= DcClock::physical(v) + self.clock_bound {
                 self.commit_waits.insert(txn, v);
                 return;
             }
@@ -984,14 +985,8 @@ impl Node {
     }
 
     fn issue(&mut self, above: Version) -> Version {
-        let phys = self
-            .now
-            .max((above >> 8) + 1)
-            .max((self.durable.hlc >> 8) + 1);
-        let v = (phys << 8) | u64::from(self.me);
-        self.durable.hlc = v;
         self.durable_changed = true;
-        v
+        self.durable.hlc.issue(self.me, self.now, above)
     }
 
     fn others(&self) -> impl Iterator<Item = DcId> + use<> {

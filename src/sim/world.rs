@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use kv::{Engine, MemoryEngine, MvccStore};
-use replication::{DcId, LearnRule};
+use replication::{quorum, DcId, LearnRule};
 use txn::participant::{ClientResult, ReadEntry, Reply};
 use txn::validation::ReadSpan;
 
 use super::elle::{Op, Status, TxnObs};
-use super::node::{majority, DurableState, Node, Protocol, Step, Wire};
+use super::node::{DurableState, Node, Protocol, Step, Wire};
 
 /// What a run is asked to do.
 #[derive(Clone, Debug)]
@@ -76,7 +76,7 @@ impl Rng {
     }
 
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+        (self.next() >> 11) as f64 / ((1u64 << 53) as f64) < p
     }
 }
 
@@ -98,7 +98,8 @@ enum Event {
 
 struct Dc {
     participant: Option<Node>,
-    synced: Option<DurableState>,
+    /// What a crash restarts from: the durable state of the last released step.
+    synced: DurableState,
     incarnation: u32,
     /// When the DC's last pending step is released.
     release_at: u64,
@@ -146,9 +147,10 @@ impl World {
         let dcs = (0..cfg.dcs as DcId)
             .map(|d| {
                 let engine = Arc::new(MemoryEngine::new());
+                let node = Node::start(&cfg, d, None, 0).0;
                 Dc {
-                    participant: Some(Node::start(&cfg, d, None, 0).0),
-                    synced: None,
+                    synced: node.durable(),
+                    participant: Some(node),
                     incarnation: 0,
                     release_at: 0,
                     store: MvccStore::new(engine.clone() as Arc<dyn Engine>),
@@ -331,7 +333,7 @@ impl World {
             return; // crashed before the sync: the step never happened
         }
         if let Some(durable) = durable {
-            d.synced = Some(*durable);
+            d.synced = *durable;
         }
         for (version, writes) in &out.apply {
             let batch = d.store.batch_for(*version, writes);
@@ -388,7 +390,7 @@ impl World {
         }
         let durable = self.dcs[usize::from(d)].synced.clone();
         let clock = self.now + self.offsets[usize::from(d)];
-        let (p, out) = Node::start(&self.cfg, d, durable, clock);
+        let (p, out) = Node::start(&self.cfg, d, Some(durable), clock);
         self.dcs[usize::from(d)].participant = Some(p);
         self.absorb(d, out);
     }
@@ -520,13 +522,9 @@ impl World {
                 let voters = self
                     .dcs
                     .iter()
-                    .filter(|d| {
-                        d.synced
-                            .as_ref()
-                            .is_some_and(|s| s.backs_commit(key, coordinator))
-                    })
+                    .filter(|d| d.synced.backs_commit(key, coordinator))
                     .count();
-                if voters < majority(self.cfg.dcs) {
+                if voters < quorum(self.cfg.dcs) {
                     self.violations.push(format!(
                         "durability: {key:?} acknowledged with {voters} durable COMMIT votes"
                     ));
@@ -558,10 +556,7 @@ impl World {
             .iter()
             .map(|d| match &d.participant {
                 Some(p) => p.durable().clone(),
-                None => d
-                    .synced
-                    .clone()
-                    .unwrap_or_else(|| Node::start(&self.cfg, 0, None, 0).0.durable()),
+                None => d.synced.clone(),
             })
             .collect();
         RunResult {

@@ -27,7 +27,7 @@ pub mod manager;
 pub mod participant;
 pub mod validation;
 
-pub use clock::{HybridClock, PhysicalClock, SystemClock};
+pub use clock::{DcClock, HybridClock, PhysicalClock, SystemClock};
 pub use error::{Error, Result};
 pub use locks::{LockMode, TxnId};
 pub use manager::{ScanChunk, Txn, TxnManager, TxnStats, WRITE_SET_BYTES_MAX};

@@ -46,6 +46,7 @@ use replication::{decide, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, 
 
 use self::check::{Checker, CommittedIndex, Verdict};
 pub use self::record::{Envelope, Msg, Outcome, ReadEntry, Record, TxnKey, Writes};
+use crate::clock::DcClock;
 use crate::locks::TxnId;
 
 /// Tunables, all in microseconds of the caller's clock.
@@ -70,7 +71,7 @@ pub struct Config {
 pub struct Durable {
     next_seq: u64,
     /// Highest HLC value issued or observed.
-    hlc: u64,
+    hlc: DcClock,
     records: BTreeMap<TxnKey, Record>,
     /// This DC's own vote per attempt (cast as owner of its instance).
     own_votes: BTreeMap<TxnKey, Vote>,
@@ -243,10 +244,6 @@ impl Participant {
 
     pub fn durable(&self) -> &Durable {
         &self.durable
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.cfg
     }
 
     /// A wound-wait priority for a transaction beginning now (an HLC value).
@@ -495,15 +492,7 @@ impl Participant {
         match acceptor.accept(ballot, vote) {
             Ok(()) => {
                 self.durable_changed = true;
-                self.broadcast(
-                    Msg::Accepted2b {
-                        txn: key,
-                        voter,
-                        ballot,
-                        vote,
-                    },
-                    out,
-                );
+                self.broadcast_accepted(key, voter, ballot, vote, out);
                 let me = self.cfg.me;
                 // The owner's acceptance, implied by its Vote2a (owner-counting only;
                 // the learner ignores it under the conservative rule when it is the
@@ -672,7 +661,7 @@ impl Participant {
             return;
         };
         // Commit wait: the clock must have passed the version by ε.
-        if now <= (version >> 8) + bound {
+        if now <= DcClock::physical(version) + bound {
             return;
         }
         a.client = None;
@@ -811,15 +800,7 @@ impl Participant {
             .filter_map(|((_, voter), a)| a.accepted().map(|(b, v)| (*voter, b, v)))
             .collect();
         for (voter, ballot, vote) in accepted {
-            self.broadcast(
-                Msg::Accepted2b {
-                    txn: key,
-                    voter,
-                    ballot,
-                    vote,
-                },
-                out,
-            );
+            self.broadcast_accepted(key, voter, ballot, vote, out);
         }
     }
 
@@ -929,15 +910,7 @@ impl Participant {
             },
             out,
         );
-        self.broadcast(
-            Msg::Accepted2b {
-                txn: key,
-                voter,
-                ballot,
-                vote,
-            },
-            out,
-        );
+        self.broadcast_accepted(key, voter, ballot, vote, out);
         self.learn(key, voter, me, ballot, vote, out);
     }
 
@@ -991,8 +964,7 @@ impl Participant {
     /// Keeps a record (durably) and absorbs its version into the HLC, so versions this
     /// DC issues later are above it.
     fn keep_record(&mut self, record: Record) {
-        if record.version > self.durable.hlc {
-            self.durable.hlc = record.version;
+        if self.durable.hlc.observe(record.version) {
             self.durable_changed = true;
         }
         if let std::collections::btree_map::Entry::Vacant(e) =
@@ -1005,19 +977,33 @@ impl Participant {
 
     /// The next HLC value above `above`, tagged with this DC's id in the low 8 bits.
     fn issue(&mut self, above: Version) -> Version {
-        let phys = self
-            .now
-            .max((above >> 8) + 1)
-            .max((self.durable.hlc >> 8) + 1);
-        let v = (phys << 8) | u64::from(self.cfg.me);
-        self.durable.hlc = v;
         self.durable_changed = true;
-        v
+        self.durable.hlc.issue(self.cfg.me, self.now, above)
     }
 
     fn others(&self) -> impl Iterator<Item = DcId> + use<> {
         let me = self.cfg.me;
         (0..self.cfg.dcs as DcId).filter(move |d| *d != me)
+    }
+
+    /// Tells every other DC this one accepted `vote` at `ballot` for (key, voter).
+    fn broadcast_accepted(
+        &mut self,
+        key: TxnKey,
+        voter: DcId,
+        ballot: Ballot,
+        vote: Vote,
+        out: &mut Output,
+    ) {
+        self.broadcast(
+            Msg::Accepted2b {
+                txn: key,
+                voter,
+                ballot,
+                vote,
+            },
+            out,
+        );
     }
 
     /// Sends `msg` to every other DC.
