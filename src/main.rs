@@ -82,6 +82,10 @@ enum Command {
         /// with 3 DCs).
         #[arg(long, default_value = "conservative", value_parser = ["conservative", "owner"])]
         learn: String,
+        /// Which keys a client touches: `spread` (any key) or `local` (only keys whose
+        /// 2PC shard leader is in the client's DC: the baseline's best case).
+        #[arg(long, default_value = "spread", value_parser = ["spread", "local"])]
+        placement: String,
     },
     /// Run sqllogictest files through the wire protocol, against `--url` or a fresh
     /// node started on a free port.
@@ -139,6 +143,7 @@ fn main() -> anyhow::Result<()> {
             clients_per_dc,
             clock_skew_ms,
             learn,
+            placement,
         } => {
             let passed = sim::run(&sim::SimArgs {
                 dcs,
@@ -150,6 +155,7 @@ fn main() -> anyhow::Result<()> {
                 txns,
                 clients_per_dc,
                 owner_counting: learn == "owner",
+                local_placement: placement == "local",
                 clock_skew_ms,
                 protocol: if protocol == "2pc" {
                     sim::node::Protocol::TwoPc

@@ -67,14 +67,31 @@ fn prints_a_json_line_per_seed_and_a_summary() {
 
 #[test]
 fn both_protocols_report_their_delay_counts() {
-    for (protocol, delays) in [("meridian", 3), ("2pc", 6)] {
-        let out = sim(&["--seeds", "1", "--txns", "40", "--protocol", protocol]);
+    for (protocol, placement, delays) in [
+        ("meridian", "spread", 3),
+        ("meridian", "local", 3),
+        ("2pc", "spread", 6),
+        ("2pc", "local", 4),
+    ] {
+        let out = sim(&[
+            "--seeds",
+            "1",
+            "--txns",
+            "40",
+            "--protocol",
+            protocol,
+            "--placement",
+            placement,
+        ]);
         assert!(out.status.success());
         let stdout = String::from_utf8(out.stdout).expect("UTF-8");
         let summary: serde_json::Value =
             serde_json::from_str(stdout.lines().last().expect("a summary")).expect("JSON");
         assert_eq!(summary["protocol"], protocol);
-        assert_eq!(summary["commit_wan_delays_p50"], delays, "{protocol}");
+        assert_eq!(
+            summary["commit_wan_delays_p50"], delays,
+            "{protocol} {placement}"
+        );
     }
 }
 
@@ -88,6 +105,10 @@ fn refuses_bad_arguments_with_a_clear_error() {
         ),
         (&["--protocol", "3pc"][..], "invalid value '3pc'"),
         (&["--contention", "medium"][..], "invalid value 'medium'"),
+        (
+            &["--dcs", "7", "--contention", "high", "--placement", "local"][..],
+            "--placement local needs at least one key per DC",
+        ),
     ] {
         let out = sim(args);
         assert!(!out.status.success(), "{args:?} accepted");

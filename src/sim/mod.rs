@@ -45,6 +45,8 @@ pub struct SimArgs {
     pub txns: usize,
     pub clients_per_dc: usize,
     pub owner_counting: bool,
+    /// Clients touch only keys of their own DC's shard (2PC's best case).
+    pub local_placement: bool,
     pub protocol: Protocol,
     pub clock_skew_ms: u64,
 }
@@ -66,6 +68,7 @@ impl SimArgs {
                 LearnRule::Conservative
             },
             protocol: self.protocol,
+            local_placement: self.local_placement,
             clock_skew_us: self.clock_skew_ms * 1_000,
         }
     }
@@ -92,6 +95,11 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
     }
     if args.txns == 0 || args.clients_per_dc == 0 {
         anyhow::bail!("--txns and --clients-per-dc must be positive");
+    }
+    if args.local_placement && args.run_config(0).keys < args.dcs as u64 {
+        anyhow::bail!(
+            "--placement local needs at least one key per DC: use fewer --dcs or --contention low"
+        );
     }
     let mut all_delays = Vec::new();
     let mut all_latencies = Vec::new();
@@ -120,7 +128,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         if !report.violations.is_empty() || report.stuck > 0 {
             failed.push(seed);
             eprintln!(
-                "seed {seed} FAILED; replay: meridian sim --dcs {} --wan-delay-ms {} --txns {} --clients-per-dc {} --contention {} --clock-skew-ms {}{}{}{} --first-seed {seed} --seeds 1",
+                "seed {seed} FAILED; replay: meridian sim --dcs {} --wan-delay-ms {} --txns {} --clients-per-dc {} --contention {} --clock-skew-ms {}{}{}{}{} --first-seed {seed} --seeds 1",
                 args.dcs,
                 args.wan_delay_ms,
                 args.txns,
@@ -130,6 +138,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
                 if args.faults { " --faults" } else { "" },
                 if args.owner_counting { " --learn owner" } else { "" },
                 if args.protocol == Protocol::TwoPc { " --protocol 2pc" } else { "" },
+                if args.local_placement { " --placement local" } else { "" },
             );
         }
         committed += report.committed;
@@ -152,6 +161,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             "clock_skew_ms": args.clock_skew_ms,
             "faults": args.faults,
             "contention": if args.high_contention { "high" } else { "low" },
+            "placement": if args.local_placement { "local" } else { "spread" },
             "seeds": args.seeds,
             "txns": args.seeds as usize * args.txns,
             "committed": committed,
@@ -268,6 +278,7 @@ mod tests {
             txns: 60,
             clients_per_dc: 2,
             owner_counting: owner,
+            local_placement: false,
             protocol: Protocol::Meridian,
             clock_skew_ms: 0,
         }

@@ -33,6 +33,9 @@ pub struct RunConfig {
     pub clients_per_dc: usize,
     pub learn: LearnRule,
     pub protocol: Protocol,
+    /// Clients touch only keys `k` with `k mod D` = their DC: the keys whose 2PC shard
+    /// leader is local (the baseline's best case; Meridian has no leaders).
+    pub local_placement: bool,
     /// Each DC's clock runs ahead of true time by a seeded offset in `0..=clock_skew_us`;
     /// commit wait (docs/protocol.md §5.6) uses it as its bound ε.
     pub clock_skew_us: u64,
@@ -439,9 +442,15 @@ impl World {
         }
         self.issued += 1;
         let ops_count = 1 + self.rng.below(3) as usize;
+        let (stride, first) = if self.cfg.local_placement {
+            (self.cfg.dcs as u64, u64::from(dc))
+        } else {
+            (1, 0)
+        };
+        let choices = (self.cfg.keys - first).div_ceil(stride);
         let mut keys: Vec<u64> = Vec::new();
-        while keys.len() < ops_count.min(self.cfg.keys as usize) {
-            let k = self.rng.below(self.cfg.keys);
+        while keys.len() < ops_count.min(choices as usize) {
+            let k = first + stride * self.rng.below(choices);
             if !keys.contains(&k) {
                 keys.push(k);
             }
