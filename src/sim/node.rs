@@ -18,8 +18,8 @@ pub enum Protocol {
 }
 
 pub enum Node {
-    Meridian(Participant),
-    TwoPc(twopc::Node),
+    Meridian(Box<Participant>),
+    TwoPc(Box<twopc::Node>),
 }
 
 /// A message on the simulated network.
@@ -58,6 +58,8 @@ pub struct Step {
     pub apply: Vec<(Version, Writes)>,
     pub replies: Vec<Reply>,
     pub durable_changed: bool,
+    /// Meridian's complete point, when it moved (§7.6).
+    pub complete: Option<Version>,
 }
 
 #[derive(Clone, Debug)]
@@ -80,7 +82,7 @@ impl Node {
                     _ => participant::Durable::default(),
                 };
                 let (p, out) = Participant::restart(participant_config(cfg, me), d, now);
-                (Node::Meridian(p), meridian_step(out))
+                (Node::Meridian(Box::new(p)), meridian_step(out))
             }
             (Protocol::TwoPc, d) => {
                 let d = match d {
@@ -89,7 +91,7 @@ impl Node {
                 };
                 let (n, out) =
                     twopc::Node::restart(me, cfg.dcs, retransmit(cfg), clock_bound(cfg), d, now);
-                (Node::TwoPc(n), twopc_step(me, out))
+                (Node::TwoPc(Box::new(n)), twopc_step(me, out))
             }
         }
     }
@@ -239,6 +241,9 @@ pub fn participant_config(cfg: &RunConfig, me: DcId) -> participant::Config {
         recovery: 12 * wan,
         stagger: 6 * wan,
         clock_bound: clock_bound(cfg),
+        // Above the largest one-way delay (50% margin over the 10% jitter) plus ε.
+        floor_lag: wan * 3 / 2 + clock_bound(cfg) + 1_000,
+        closed_period: (wan / 5).max(1_000),
     }
 }
 
@@ -257,6 +262,7 @@ fn meridian_step(out: participant::Output) -> Step {
         apply: out.apply,
         replies: out.replies,
         durable_changed: out.durable_changed,
+        complete: out.complete,
     }
 }
 
@@ -275,6 +281,7 @@ fn twopc_step(me: DcId, out: twopc::Output) -> Step {
         apply: out.apply,
         replies: out.replies,
         durable_changed: out.durable_changed,
+        complete: None,
     }
 }
 

@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
-use kv::{Engine, MemoryEngine, MvccStore};
+use kv::{Engine, MemoryEngine, MvccStore, Version};
 use replication::{quorum, DcId, LearnRule};
 use txn::participant::{ClientResult, ReadEntry, Reply};
 use txn::validation::ReadSpan;
@@ -108,6 +108,12 @@ struct Dc {
     release_at: u64,
     store: MvccStore,
     engine: Arc<MemoryEngine>,
+    /// The complete point A_d as last published (volatile: 0 after a crash).
+    complete: Version,
+    /// When each version was first applied here.
+    applied_at: BTreeMap<Version, u64>,
+    /// Every (time, A_d) published, for the complete-point check.
+    published: Vec<(u64, Version)>,
 }
 
 struct Client {
@@ -158,6 +164,9 @@ impl World {
                     release_at: 0,
                     store: MvccStore::new(engine.clone() as Arc<dyn Engine>),
                     engine,
+                    complete: 0,
+                    applied_at: BTreeMap::new(),
+                    published: Vec::new(),
                 }
             })
             .collect();
@@ -343,6 +352,11 @@ impl World {
             d.engine
                 .write(&batch, true)
                 .expect("the in-memory engine does not fail");
+            d.applied_at.entry(*version).or_insert(self.now);
+        }
+        if let Some(complete) = out.complete {
+            d.complete = complete;
+            d.published.push((self.now, complete));
         }
         for env in out.send {
             self.send(env);
@@ -374,6 +388,7 @@ impl World {
         dc.participant = None;
         dc.incarnation += 1;
         dc.release_at = 0;
+        dc.complete = 0;
         self.down.insert(d);
         // Clients connected there lose their connection: outcome unknown. They
         // reconnect once the DC is back.
@@ -456,20 +471,32 @@ impl World {
             }
         }
         let store = self.dcs[usize::from(dc)].store.clone();
+        // Half the transactions read the keys they do not write at the origin's
+        // complete point (docs/protocol.md §3.1, snapshot reads); the rest, and every
+        // key about to be written, read the latest applied version.
+        let snapshot = (self.cfg.protocol == Protocol::Meridian && self.rng.chance(0.5))
+            .then_some(self.dcs[usize::from(dc)].complete);
         let mut ops = Vec::new();
         let mut reads = Vec::new();
         let mut writes = Vec::new();
         for k in keys {
             let key = user_key(k);
-            let (list, lo) = match store.latest(&key).expect("in-memory read") {
-                Some(c) => (decode_list(c.value.as_deref().unwrap_or(&[])), c.version),
-                None => (Vec::new(), 0),
+            let append = self.rng.chance(0.5);
+            let (read, lo) = match snapshot.filter(|_| !append) {
+                Some(at) => (store.get(&key, at).expect("in-memory read"), at),
+                None => {
+                    let read = store.latest(&key).expect("in-memory read");
+                    let lo = read.as_ref().map_or(0, |c| c.version);
+                    (read, lo)
+                }
             };
+            let list =
+                read.map_or_else(Vec::new, |c| decode_list(c.value.as_deref().unwrap_or(&[])));
             reads.push(ReadEntry {
                 span: ReadSpan::point(&key),
                 lo,
             });
-            if self.rng.chance(0.5) {
+            if append {
                 let value = self.next_value;
                 self.next_value += 1;
                 let mut new = list.clone();
@@ -546,7 +573,40 @@ impl World {
         self.schedule(at, Event::ClientNext(c));
     }
 
-    fn finish(self) -> RunResult {
+    /// Every committed transaction at or below a published complete point was applied
+    /// at that DC by then (docs/protocol.md §7.6).
+    fn check_complete_points(&mut self, durable: &[DurableState]) {
+        let mut committed: Vec<Version> = durable
+            .iter()
+            .flat_map(|d| d.outcomes().into_iter().filter_map(|(_, v)| v))
+            .collect();
+        committed.sort_unstable();
+        committed.dedup();
+        for (dc, d) in self.dcs.iter().enumerate() {
+            // Latest first-application time among committed versions ≤ each one.
+            let mut applied_by = Vec::with_capacity(committed.len());
+            let mut latest = 0;
+            for v in &committed {
+                latest = latest.max(d.applied_at.get(v).copied().unwrap_or(u64::MAX));
+                applied_by.push(latest);
+            }
+            for &(at, complete) in &d.published {
+                let n = committed.partition_point(|v| *v <= complete);
+                if n > 0 && applied_by[n - 1] > at {
+                    let missing = committed[..n]
+                        .iter()
+                        .find(|v| d.applied_at.get(v).is_none_or(|t| *t > at));
+                    self.violations.push(format!(
+                        "complete point: DC {dc} published {complete} at {at} before \
+                         applying committed version {missing:?}"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> RunResult {
         let unanswered = self.clients.iter().filter(|c| c.current.is_some()).count();
         let final_lists = self
             .dcs
@@ -567,7 +627,8 @@ impl World {
                 Some(p) => p.durable().clone(),
                 None => d.synced.clone(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        self.check_complete_points(&durable);
         RunResult {
             history: self.history,
             commits: self.commits,

@@ -75,6 +75,11 @@ impl DcClock {
         moved
     }
 
+    /// The largest value any DC can issue at physical time `phys` (µs).
+    pub fn latest_at(phys: u64) -> u64 {
+        (phys << 8) | 0xff
+    }
+
     /// The physical time (µs) a value was issued at.
     pub fn physical(v: u64) -> u64 {
         v >> 8

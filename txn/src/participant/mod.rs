@@ -30,13 +30,20 @@
 //! found the record admissible; no wait cycle (a remote record waits only for older
 //! prepared transactions, §6).
 //!
+//! Vote floors and the complete point (§7.6, [`horizon`]): the participant raises its
+//! floor behind its clock (never past a record waiting to be voted on), votes ABORT on
+//! records at or below it (C0), announces it in `Closed`, and publishes A_d in
+//! [`Output::complete`] — a snapshot version at which every committed transaction is
+//! applied here. Attempts heard of out of order are tracked and, if nobody delivers
+//! their outcome, recovered, so each origin's prefix has no permanent gap.
+//!
 //! Not built yet (docs/protocol.md §11): fencing of a dead voter (§7.3; a dead DC's
-//! instances go through per-attempt recovery instead), vote floors and complete points
-//! (§7.6; reads at the origin are point reads of the latest applied version, validated
-//! by C3/P3 at a quorum), per-origin gapless catch-up (§7.5; outcomes are pushed
-//! until every DC acknowledges them instead), read-only checks (§5.8), leases (§5.7).
+//! instances go through per-attempt recovery instead), range catch-up requests (§7.5;
+//! outcomes are pushed until every DC acknowledges them instead), garbage collection,
+//! read-only checks (§5.8), leases (§5.7).
 
 pub mod check;
+pub mod horizon;
 pub mod record;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,6 +52,8 @@ use kv::Version;
 use replication::{decide, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Vote};
 
 use self::check::{Checker, CommittedIndex, Verdict};
+pub use self::horizon::Closed;
+use self::horizon::Horizon;
 pub use self::record::{Envelope, Msg, Outcome, ReadEntry, Record, TxnKey, Writes};
 use crate::clock::DcClock;
 use crate::locks::TxnId;
@@ -64,6 +73,11 @@ pub struct Config {
     /// ε: clock offset bound; a commit is acknowledged once the clock passes its
     /// version by this much (commit wait, §5.6).
     pub clock_bound: u64,
+    /// L_floor: the vote floor trails the clock by this much (§7.6). Records that take
+    /// longer to arrive are voted ABORT; must exceed the one-way delay plus ε.
+    pub floor_lag: u64,
+    /// How often the floor is raised and announced (`Closed`).
+    pub closed_period: u64,
 }
 
 /// The state a crash does not lose.
@@ -77,6 +91,8 @@ pub struct Durable {
     own_votes: BTreeMap<TxnKey, Vote>,
     acceptors: BTreeMap<(TxnKey, DcId), Acceptor>,
     outcomes: BTreeMap<TxnKey, Outcome>,
+    /// F: this DC votes ABORT on records at or below this version (C0, §7.6).
+    floor: Version,
 }
 
 impl Durable {
@@ -136,6 +152,9 @@ pub struct Output {
     pub replies: Vec<Reply>,
     /// Whether the durable state changed (the messages must wait for its sync).
     pub durable_changed: bool,
+    /// The complete point moved (§7.6): once this output's writes are applied, a
+    /// snapshot at this version holds every committed transaction at or below it.
+    pub complete: Option<Version>,
 }
 
 /// A commit request waiting at its origin before it is shipped (rule E0).
@@ -186,6 +205,9 @@ pub struct Participant {
     waiting: BTreeSet<TxnKey>,
     /// Local commits waiting for prepared attempts (not shipped yet).
     local_waiting: Vec<LocalCommit>,
+    horizon: Horizon,
+    /// When the floor is next raised and announced.
+    closed_at: u64,
     durable_changed: bool,
     now: u64,
 }
@@ -199,15 +221,17 @@ impl Participant {
     /// Rebuilds the volatile state from `durable` after a crash (§7.4).
     pub fn restart(cfg: Config, durable: Durable, now: u64) -> (Participant, Output) {
         let mut p = Participant {
-            cfg,
             durable,
             attempts: BTreeMap::new(),
             committed: CommittedIndex::default(),
             prepared: BTreeSet::new(),
             waiting: BTreeSet::new(),
             local_waiting: Vec::new(),
+            horizon: Horizon::new(cfg.dcs, cfg.me),
+            closed_at: now,
             durable_changed: false,
             now,
+            cfg,
         };
         let mut out = Output::default();
         for (key, outcome) in &p.durable.outcomes {
@@ -237,6 +261,17 @@ impl Participant {
                 None => {}
             }
         }
+        for (key, vote) in &p.durable.own_votes {
+            if let (Vote::Commit, Some(record)) = (vote, p.durable.records.get(key)) {
+                p.horizon
+                    .voted_commit(*key, record.version, p.durable.floor);
+            }
+            p.horizon.heard_of(*key);
+        }
+        for key in p.durable.known() {
+            p.horizon.heard_of(key);
+        }
+        p.track_missing();
         p.recheck_waiting(&mut out);
         let out = p.finish_step(out);
         (p, out)
@@ -244,6 +279,12 @@ impl Participant {
 
     pub fn durable(&self) -> &Durable {
         &self.durable
+    }
+
+    /// A_d (§7.6): every committed transaction with a version at or below it has been
+    /// handed to the caller to apply.
+    pub fn complete(&self) -> Version {
+        self.horizon.complete()
     }
 
     /// A wound-wait priority for a transaction beginning now (an HLC value).
@@ -280,9 +321,18 @@ impl Participant {
     pub fn receive(&mut self, now: u64, env: Envelope) -> Output {
         self.now = now;
         let mut out = Output::default();
-        let txn = env.msg.txn();
+        let Some(txn) = env.msg.txn() else {
+            if let Msg::Closed(closed) = env.msg {
+                self.horizon.announced(env.from, closed);
+                self.track_missing();
+            }
+            return self.finish_step(out);
+        };
+        if self.horizon.heard_of_new(txn) {
+            self.track_missing();
+        }
         if let Some(outcome) = self.durable.outcomes.get(&txn).copied() {
-            self.answer_decided(env, outcome, &mut out);
+            self.answer_decided(env, txn, outcome, &mut out);
             return self.finish_step(out);
         }
         let a = self.attempt(txn);
@@ -338,7 +388,7 @@ impl Participant {
                 self.send(from, Msg::DecisionAck { txn }, &mut out);
                 self.decided(txn, outcome, &mut out);
             }
-            Msg::DecisionAck { .. } => {}
+            Msg::DecisionAck { .. } | Msg::Closed(_) => {}
             Msg::FetchRecord { txn } => {
                 if let Some(record) = self.durable.records.get(&txn).cloned() {
                     self.send(from, Msg::Record { record }, &mut out);
@@ -359,7 +409,51 @@ impl Participant {
                 None => self.tick_undecided(key, &mut out),
             }
         }
+        if now >= self.closed_at {
+            self.closed_at = now + self.cfg.closed_period;
+            self.raise_floor(&mut out);
+        }
         self.finish_step(out)
+    }
+
+    // ---- floors and the complete point (§7.6) ----
+
+    /// Raises the floor behind the clock, never past a record still waiting to be
+    /// voted on, and announces it.
+    fn raise_floor(&mut self, out: &mut Output) {
+        let mut target = DcClock::latest_at(self.now.saturating_sub(self.cfg.floor_lag));
+        for key in &self.waiting {
+            if let Some(r) = self.durable.records.get(key) {
+                target = target.min(r.version - 1);
+            }
+        }
+        if target > self.durable.floor {
+            self.durable.floor = target;
+            self.durable_changed = true;
+        }
+        let closed = self.horizon.raise(self.durable.floor);
+        self.broadcast_closed(closed, out);
+    }
+
+    fn broadcast_closed(&mut self, closed: Closed, out: &mut Output) {
+        for to in self.others() {
+            out.send.push(Envelope {
+                from: self.cfg.me,
+                to,
+                depth: 0,
+                msg: Msg::Closed(closed.clone()),
+            });
+        }
+    }
+
+    /// Tracks every attempt known to exist without a known outcome, so that one nobody
+    /// pushes here is recovered (§7.5).
+    fn track_missing(&mut self) {
+        for key in self.horizon.missing() {
+            if !self.durable.outcomes.contains_key(&key) {
+                self.attempt(key);
+            }
+        }
     }
 
     // ---- origin ----
@@ -427,6 +521,11 @@ impl Participant {
         let Some(record) = self.durable.records.get(&key).cloned() else {
             return;
         };
+        if record.version <= self.durable.floor {
+            // C0: the floor has passed this version (it arrived too late).
+            self.cast_own_vote(key, Vote::Abort, out);
+            return;
+        }
         match self.verdict(&record, Checker::Remote) {
             Verdict::Commit => self.cast_own_vote(key, Vote::Commit, out),
             Verdict::Abort(_) => self.cast_own_vote(key, Vote::Abort, out),
@@ -458,6 +557,10 @@ impl Participant {
         self.durable_changed = true;
         if vote == Vote::Commit {
             self.prepared.insert(key);
+            if let Some(r) = self.durable.records.get(&key) {
+                self.horizon
+                    .voted_commit(key, r.version, self.durable.floor);
+            }
         }
         self.send_own_vote(key, vote, out);
         self.learn(key, me, me, ballot, vote, out);
@@ -701,8 +804,7 @@ impl Participant {
     }
 
     /// A message about an attempt already decided here: tell the sender.
-    fn answer_decided(&mut self, env: Envelope, outcome: Outcome, out: &mut Output) {
-        let txn = env.msg.txn();
+    fn answer_decided(&mut self, env: Envelope, txn: TxnKey, outcome: Outcome, out: &mut Output) {
         match env.msg {
             Msg::DecisionAck { .. } | Msg::Decision { .. } => {
                 self.attempt(txn).informed.insert(env.from);
@@ -1014,7 +1116,11 @@ impl Participant {
     }
 
     fn send(&mut self, to: DcId, msg: Msg, out: &mut Output) {
-        let depth = self.attempts.get(&msg.txn()).map_or(0, |a| a.depth) + 1;
+        let depth = msg
+            .txn()
+            .and_then(|t| self.attempts.get(&t))
+            .map_or(0, |a| a.depth)
+            + 1;
         out.send.push(Envelope {
             from: self.cfg.me,
             to,
@@ -1025,6 +1131,7 @@ impl Participant {
 
     fn finish_step(&mut self, mut out: Output) -> Output {
         out.durable_changed = std::mem::take(&mut self.durable_changed);
+        out.complete = self.horizon.advance(&self.durable.outcomes);
         out
     }
 }

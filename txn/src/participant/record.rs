@@ -4,6 +4,7 @@
 use kv::Version;
 use replication::{Ballot, DcId, Vote};
 
+use super::horizon::Closed;
 use crate::locks::TxnId;
 use crate::validation::ReadSpan;
 
@@ -45,8 +46,8 @@ pub enum Outcome {
     Aborted,
 }
 
-/// The protocol's messages (§4; fencing, floors, catch-up ranges and read-only checks
-/// are not built yet).
+/// The protocol's messages (§4; fencing, catch-up ranges and read-only checks are not
+/// built yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// The origin ships its record (its own `Vote2a` travels alongside).
@@ -94,12 +95,14 @@ pub enum Msg {
     DecisionAck { txn: TxnKey },
     /// The sender learned `txn` committed but lacks its record.
     FetchRecord { txn: TxnKey },
+    /// The sender's vote floor (§7.6), sent periodically; about no single attempt.
+    Closed(Closed),
 }
 
 impl Msg {
-    /// The attempt the message is about.
-    pub fn txn(&self) -> TxnKey {
-        match self {
+    /// The attempt the message is about (none for `Closed`).
+    pub fn txn(&self) -> Option<TxnKey> {
+        Some(match self {
             Msg::Record { record } => record.key,
             Msg::Vote2a { txn, .. }
             | Msg::Accepted2b { txn, .. }
@@ -109,7 +112,8 @@ impl Msg {
             | Msg::Decision { txn, .. }
             | Msg::DecisionAck { txn }
             | Msg::FetchRecord { txn } => *txn,
-        }
+            Msg::Closed(_) => return None,
+        })
     }
 }
 

@@ -26,6 +26,8 @@ fn config(dcs: usize, me: DcId, learn: LearnRule) -> Config {
         recovery: 20 * UNIT,
         stagger: 10 * UNIT,
         clock_bound: 0,
+        floor_lag: 5 * UNIT,
+        closed_period: UNIT,
     }
 }
 
@@ -250,4 +252,85 @@ fn commits_continue_with_a_voter_down_under_either_rule() {
             Some(Outcome::Committed { .. })
         ));
     }
+}
+
+#[test]
+fn the_complete_point_passes_a_commit_only_where_it_is_applied() {
+    let mut net = Net::new(3, LearnRule::Conservative);
+    // DC 2 is cut off: it never hears of the commit.
+    net.crash(2);
+    net.commit(0, 1, &[], &["x"]);
+    net.run(net.now + 40 * UNIT);
+    let Some(ClientResult::Committed { version, .. }) = net.reply(1).cloned() else {
+        panic!("commit failed");
+    };
+    for d in [0, 1] {
+        let p = net.dcs[d].as_ref().unwrap();
+        assert!(
+            p.complete() > version,
+            "DC {d}: {} ≤ {version}",
+            p.complete()
+        );
+        assert_eq!(net.applied[d].len(), 1);
+    }
+    // DC 2 restarts with nothing. DC 0 and DC 1 announce floors above the version,
+    // having voted COMMIT on (0, 1) below them: until DC 2 has that outcome, neither
+    // announcement counts there.
+    let mut p = Participant::new(config(3, 2, LearnRule::Conservative));
+    for from in [0, 1] {
+        let out = p.receive(
+            net.now,
+            Envelope {
+                from,
+                to: 2,
+                depth: 1,
+                msg: Msg::Closed(Closed {
+                    floor: version + 10,
+                    voted_upto: vec![1, 0, 0],
+                }),
+            },
+        );
+        assert_eq!(out.complete, None);
+    }
+    let record = net.durable[0].records().get(&key(0, 1)).cloned();
+    let out = p.receive(
+        net.now,
+        Envelope {
+            from: 0,
+            to: 2,
+            depth: 4,
+            msg: Msg::Decision {
+                txn: key(0, 1),
+                outcome: Outcome::Committed { version },
+                record,
+            },
+        },
+    );
+    assert_eq!(out.apply.len(), 1);
+    assert_eq!(out.complete, Some(version + 10));
+}
+
+#[test]
+fn a_record_arriving_below_the_floor_is_voted_abort() {
+    let mut net = Net::new(3, LearnRule::Conservative);
+    net.run(net.now + 10 * UNIT);
+    let record = Record {
+        key: key(0, 1),
+        txn: 1,
+        // Issued long ago: far below DC 1's floor.
+        version: DcClock::latest_at(net.now - 8 * UNIT),
+        reads: Vec::new(),
+        writes: vec![(b"x".to_vec(), Some(b"v".to_vec()))],
+    };
+    let p = net.dcs[1].as_mut().unwrap();
+    let _ = p.receive(
+        net.now,
+        Envelope {
+            from: 0,
+            to: 1,
+            depth: 1,
+            msg: Msg::Record { record },
+        },
+    );
+    assert_eq!(p.durable().own_votes().get(&key(0, 1)), Some(&Vote::Abort));
 }
