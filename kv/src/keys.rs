@@ -1,7 +1,7 @@
 //! Raw engine keys: the one enum every persisted key of this crate goes through.
 //!
 //! The layout is drawn in the keyspace map of [`crate::keycode`]. Each variant owns one
-//! leading tag byte, so the three families never interleave, and helpers here give the
+//! leading tag byte, so the families never interleave, and helpers here give the
 //! bounds of each family for scans. MVCC version keys store `!version` so that, for one
 //! user key, the newest version sorts first and "newest version `<= at`" is one seek to
 //! `Version(user_key, at)`.
@@ -11,6 +11,7 @@ use crate::keycode::{self, Decoder};
 use crate::Version;
 
 const META: u8 = b'm';
+const PROTOCOL: u8 = b'p';
 const SHARD: u8 = b's';
 const VERSION: u8 = b'v';
 
@@ -19,6 +20,8 @@ const VERSION: u8 = b'v';
 pub enum Key<'a> {
     /// Node metadata entry, by name.
     Meta(&'a str),
+    /// Durable state of the cross-DC commit protocol, by slot.
+    Protocol(&'a [u8]),
     /// Shard descriptor, by shard id.
     Shard(u64),
     /// One committed version of a user key.
@@ -31,6 +34,11 @@ impl Key<'_> {
             Key::Meta(name) => {
                 let mut buf = vec![META];
                 buf.extend_from_slice(name.as_bytes());
+                buf
+            }
+            Key::Protocol(slot) => {
+                let mut buf = vec![PROTOCOL];
+                buf.extend_from_slice(slot);
                 buf
             }
             Key::Shard(id) => {
@@ -76,6 +84,11 @@ pub fn version_run_end(user_key: &[u8]) -> Vec<u8> {
     keycode::prefix_end(&version_run_prefix(user_key)).expect("version prefix starts with 'v'")
 }
 
+/// Raw range `[start, end)` holding every protocol key.
+pub fn protocol_span() -> (Vec<u8>, Vec<u8>) {
+    (vec![PROTOCOL], vec![PROTOCOL + 1])
+}
+
 /// Raw range `[start, end)` holding every version key.
 pub fn version_span() -> (Vec<u8>, Vec<u8>) {
     (vec![VERSION], vec![VERSION + 1])
@@ -119,5 +132,8 @@ mod tests {
         let s = Key::Shard(u64::MAX).encode();
         assert!(ss <= s && s < se);
         assert_eq!(Key::Meta("x").encode(), b"mx");
+        let (ps, pe) = protocol_span();
+        let p = Key::Protocol(&[0xFF; 9]).encode();
+        assert!(ps <= p && p < pe && pe <= ss && ve > pe);
     }
 }

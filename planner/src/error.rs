@@ -32,6 +32,7 @@ pub mod sqlstate {
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
     pub const CARDINALITY_VIOLATION: &str = "21000";
     pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const STATEMENT_COMPLETION_UNKNOWN: &str = "40003";
     pub const OUT_OF_MEMORY: &str = "53200";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const INTERNAL_ERROR: &str = "XX000";
@@ -103,6 +104,9 @@ impl From<txn::Error> for Error {
             ),
             txn::Error::WriteSetTooLarge { .. } => {
                 Error::new(sqlstate::OUT_OF_MEMORY, format!("out of memory: {e}"))
+            }
+            txn::Error::OutcomeUnknown => {
+                Error::new(sqlstate::STATEMENT_COMPLETION_UNKNOWN, e.to_string())
             }
             txn::Error::Storage(e) => Error::new(sqlstate::IO_ERROR, format!("storage error: {e}")),
         }

@@ -17,13 +17,14 @@
 //! instance, whatever the message loss, duplication, reordering, crashes and concurrent
 //! recoverers — under either learning rule ([`LearnRule`]).
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A data center's index, `0..D`.
 pub type DcId = u8;
 
 /// A ballot: rounds ordered first, owners break ties. `(0, v)` is voter v's own ballot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
     pub round: u32,
     pub owner: DcId,
@@ -40,7 +41,7 @@ impl Ballot {
 }
 
 /// A data center's vote on a commit attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Vote {
     Commit,
     Abort,
@@ -52,7 +53,7 @@ pub fn quorum(dcs: usize) -> usize {
 }
 
 /// Acceptor state of one instance at one data center (durable).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Acceptor {
     promised: Option<Ballot>,
     accepted: Option<(Ballot, Vote)>,

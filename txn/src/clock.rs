@@ -75,6 +75,16 @@ impl DcClock {
         moved
     }
 
+    /// A clock whose high-water is `last` (restored from disk).
+    pub fn starting_at(last: u64) -> DcClock {
+        DcClock { last }
+    }
+
+    /// The highest value issued or observed.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
     /// The largest value any DC can issue at physical time `phys` (µs).
     pub fn latest_at(phys: u64) -> u64 {
         (phys << 8) | 0xff

@@ -19,6 +19,9 @@ pub enum Error {
     /// The transaction was already aborted (wounded, failed or rolled back).
     #[error("transaction is aborted")]
     Aborted,
+    /// The node stopped before the commit protocol answered: the outcome is unknown.
+    #[error("the node stopped before the commit outcome was known")]
+    OutcomeUnknown,
     /// The transaction's buffered writes exceed the per-transaction memory bound.
     #[error("transaction write set exceeds {limit_bytes} bytes")]
     WriteSetTooLarge { limit_bytes: usize },

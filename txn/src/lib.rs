@@ -17,7 +17,11 @@
 //!   read or overwrote (the Consus begin-timestamp bug cannot happen);
 //! * every acknowledged commit is visible to every transaction that begins after it.
 //!
-//! Caveats: see [`manager`] (no MVCC garbage collection yet; one data center).
+//! Several data centers: the manager hands commits to the cross-DC protocol through a
+//! [`Replicator`] ([`replicated`]), which a node runtime implements over
+//! [`participant`].
+//!
+//! Caveats: see [`manager`] (no MVCC garbage collection yet).
 
 pub mod clock;
 pub mod commit;
@@ -25,9 +29,11 @@ pub mod error;
 pub mod locks;
 pub mod manager;
 pub mod participant;
+pub mod replicated;
 pub mod validation;
 
 pub use clock::{DcClock, HybridClock, PhysicalClock, SystemClock};
 pub use error::{Error, Result};
 pub use locks::{LockMode, TxnId};
 pub use manager::{ScanChunk, Txn, TxnManager, TxnStats, WRITE_SET_BYTES_MAX};
+pub use replicated::{CommitTrace, Committed, DcStatus, Replicator};

@@ -24,13 +24,22 @@
 //! undoing) and its next operation fails with [`Error::Wounded`]. A transaction that has
 //! entered its commit cannot be wounded; the older one waits for it, which is bounded.
 //!
+//! Several data centers ([`TxnManager::new_replicated`]): execution is the same, under
+//! wound-wait at the origin, but snapshots are taken at the DC's complete point, a
+//! locked read records the version it observed, and `commit` hands the reads and writes
+//! to the cross-DC protocol through the [`Replicator`] instead of deciding locally; the
+//! runtime reports every applied commit ([`TxnManager::applied`]) and each new complete
+//! point ([`TxnManager::set_complete`]). A read-only transaction whose snapshot was not
+//! fresh waits at commit until the complete point passes its commit time and checks its
+//! reads against what was applied since its snapshot.
+//!
 //! Caveats: old versions are never garbage-collected yet; a storage error during a commit
 //! is returned to that client but leaves the node's state for the operator.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kv::{Store, Version};
 use parking_lot::Mutex;
@@ -40,6 +49,8 @@ use crate::clock::{HybridClock, PhysicalClock};
 use crate::commit::{decide, CommitRecord, Outcome, Vote};
 use crate::error::{Error, Result};
 use crate::locks::{Acquire, LockMode, LockTable, TxnId};
+use crate::participant::ReadEntry;
+use crate::replicated::{CommitTrace, Committed, DcStatus, Replicator};
 use crate::validation::{ReadSpan, RecentWrites};
 
 /// Upper bound on one transaction's buffered writes (keys + values), in bytes.
@@ -133,12 +144,66 @@ pub struct TxnManager {
     committed: AtomicU64,
     aborted: AtomicU64,
     wounded: AtomicU64,
+    /// The cross-DC commit path; None with one data center.
+    replicator: Option<Arc<dyn Replicator>>,
 }
 
 impl TxnManager {
+    /// A manager whose commits go through the cross-DC protocol (module docs).
+    pub fn new_replicated(
+        store: Arc<Store>,
+        physical: Arc<dyn PhysicalClock>,
+        replicator: Arc<dyn Replicator>,
+    ) -> Result<Arc<Self>> {
+        let mut manager = Self::build(store, physical)?;
+        // Priorities only (versions come from the protocol): physical time, tagged with
+        // the DC in `begin`.
+        manager.core.get_mut().clock = HybridClock::new(manager.physical.now_micros());
+        manager.watermark = AtomicU64::new(replicator.complete());
+        manager.replicator = Some(replicator);
+        Ok(Arc::new(manager))
+    }
+
+    /// The cluster's data centers as this node sees them (None: a single-DC node).
+    pub fn data_centers(&self) -> Option<Vec<DcStatus>> {
+        self.replicator.as_ref().map(|r| r.data_centers())
+    }
+
+    /// A commit of any DC was applied to this node's store.
+    pub fn applied(&self, version: Version, keys: Vec<Vec<u8>>) {
+        self.core.lock().recent.record(version, keys);
+    }
+
+    /// The complete point moved: new snapshots read at `complete`.
+    pub fn set_complete(&self, complete: Version) {
+        self.watermark.fetch_max(complete, Ordering::AcqRel);
+    }
+
+    /// Begins a transaction whose snapshot holds every commit acknowledged anywhere
+    /// before the call (with several DCs this waits for the complete point to pass it).
+    pub async fn begin_fresh(self: &Arc<Self>) -> Result<Txn> {
+        let Some(replicator) = &self.replicator else {
+            return Ok(self.begin());
+        };
+        let point = replicator.fresh_point();
+        if self.watermark.load(Ordering::Acquire) < point {
+            replicator
+                .wait_complete(point)
+                .await
+                .map_err(|_| Error::OutcomeUnknown)?;
+        }
+        let mut txn = self.begin();
+        txn.fresh = true;
+        Ok(txn)
+    }
+
     pub fn new(store: Arc<Store>, physical: Arc<dyn PhysicalClock>) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self::build(store, physical)?))
+    }
+
+    fn build(store: Arc<Store>, physical: Arc<dyn PhysicalClock>) -> Result<Self> {
         let last = store.mvcc().last_committed_version()?;
-        Ok(Arc::new(TxnManager {
+        Ok(TxnManager {
             store,
             core: Mutex::new(Core {
                 clock: HybridClock::new(last.max(physical.now_micros())),
@@ -153,7 +218,8 @@ impl TxnManager {
             committed: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
             wounded: AtomicU64::new(0),
-        }))
+            replicator: None,
+        })
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -164,7 +230,11 @@ impl TxnManager {
     pub fn begin(self: &Arc<Self>) -> Txn {
         let read_version = self.watermark.load(Ordering::Acquire);
         let mut core = self.core.lock();
-        let id = core.clock.tick(self.physical.now_micros());
+        let mut id = core.clock.tick(self.physical.now_micros());
+        if let Some(r) = &self.replicator {
+            // Priorities are compared across DCs (rule E3): tag them like versions.
+            id = (id << 8) | TxnId::from(r.dc());
+        }
         core.txns.insert(
             id,
             Entry {
@@ -180,6 +250,8 @@ impl TxnManager {
             manager: self.clone(),
             state: Mutex::new(TxnState::default()),
             finished: AtomicBool::new(false),
+            trace: OnceLock::new(),
+            fresh: self.replicator.is_none(),
         }
     }
 
@@ -331,6 +403,9 @@ struct TxnState {
     write_bytes: usize,
     reads: Vec<ReadSpan>,
     locked_reads: bool,
+    /// Locked reads with the version each observed (0: absent), for the cross-DC
+    /// protocol's validation.
+    observed: BTreeMap<Vec<u8>, Version>,
 }
 
 /// One chunk of a scan.
@@ -349,6 +424,10 @@ pub struct Txn {
     manager: Arc<TxnManager>,
     state: Mutex<TxnState>,
     finished: AtomicBool,
+    /// How the commit went through the cross-DC protocol (set once it committed).
+    trace: OnceLock<CommitTrace>,
+    /// The snapshot holds every commit acknowledged before the transaction began.
+    fresh: bool,
 }
 
 impl Txn {
@@ -358,6 +437,18 @@ impl Txn {
 
     pub fn read_version(&self) -> Version {
         self.read_version
+    }
+
+    /// Whether the snapshot holds every commit acknowledged before the transaction began
+    /// (always, with one data center).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// How a committed write went through the cross-DC protocol (None with one DC, or
+    /// before the commit).
+    pub fn commit_trace(&self) -> Option<CommitTrace> {
+        self.trace.get().copied()
     }
 
     /// Fails with [`Error::Wounded`] if an older transaction has aborted this one.
@@ -447,6 +538,11 @@ impl Txn {
                 return Err(Error::Conflict);
             }
         }
+        self.state
+            .lock()
+            .observed
+            .entry(key.to_vec())
+            .or_insert(latest.as_ref().map_or(0, |c| c.version));
         Ok(latest.and_then(|c| c.value))
     }
 
@@ -495,6 +591,9 @@ impl Txn {
             return Err(Error::Aborted);
         }
         let state = std::mem::take(&mut *self.state.lock());
+        if let Some(replicator) = self.manager.replicator.clone() {
+            return self.commit_replicated(&*replicator, state).await;
+        }
         if state.writes.is_empty() && !state.locked_reads {
             // A read-only snapshot transaction is serialized at its read version.
             let active = self.manager.check_active(self.id);
@@ -526,6 +625,90 @@ impl Txn {
         self.manager.end(self.id, durable.is_ok());
         durable?;
         Ok(Some(version))
+    }
+
+    /// Commits through the cross-DC protocol (module docs).
+    async fn commit_replicated(
+        &self,
+        replicator: &dyn Replicator,
+        state: TxnState,
+    ) -> Result<Option<Version>> {
+        if let Err(e) = self.manager.check_active(self.id) {
+            self.manager.end(self.id, false);
+            return Err(e);
+        }
+        if state.writes.is_empty() {
+            let result = self.check_read_only(replicator, &state).await;
+            self.manager.end(self.id, result.is_ok());
+            return result.map(|_| None);
+        }
+        let mut reads: Vec<ReadEntry> = state
+            .reads
+            .into_iter()
+            .map(|span| ReadEntry {
+                span,
+                lo: self.read_version,
+            })
+            .collect();
+        reads.extend(state.observed.into_iter().map(|(key, lo)| ReadEntry {
+            span: ReadSpan::point(&key),
+            lo,
+        }));
+        {
+            let mut core = self.manager.core.lock();
+            if core.status(self.id) != Status::Active {
+                drop(core);
+                self.manager.end(self.id, false);
+                return Err(Error::Wounded);
+            }
+            core.txns.get_mut(&self.id).expect("entry").status = Status::Committing;
+        }
+        let answer = replicator
+            .commit(self.id, reads, state.writes.into_iter().collect())
+            .await;
+        let result = match answer {
+            Ok(Committed::At { version, trace }) => {
+                let _ = self.trace.set(trace);
+                Ok(Some(version))
+            }
+            Ok(Committed::Aborted { reason }) => {
+                tracing::debug!(txn = self.id, %reason, "the commit protocol aborted");
+                Err(Error::Conflict)
+            }
+            Err(_) => Err(Error::OutcomeUnknown),
+        };
+        self.manager.end(self.id, result.is_ok());
+        result
+    }
+
+    /// A read-only transaction: a fresh snapshot needs nothing more; otherwise wait
+    /// until every commit up to now is applied here and check that none of them
+    /// touched what was read after the snapshot (or after a locked read's version).
+    async fn check_read_only(&self, replicator: &dyn Replicator, state: &TxnState) -> Result<()> {
+        if self.fresh || (state.reads.is_empty() && state.observed.is_empty()) {
+            return Ok(());
+        }
+        let point = replicator.fresh_point();
+        if self.manager.watermark.load(Ordering::Acquire) < point {
+            replicator
+                .wait_complete(point)
+                .await
+                .map_err(|_| Error::OutcomeUnknown)?;
+        }
+        let core = self.manager.core.lock();
+        if core
+            .recent
+            .validate(&state.reads, self.read_version)
+            .is_err()
+        {
+            return Err(Error::Conflict);
+        }
+        for (key, lo) in &state.observed {
+            if core.recent.validate(&[ReadSpan::point(key)], *lo).is_err() {
+                return Err(Error::Conflict);
+            }
+        }
+        Ok(())
     }
 
     /// Aborts the transaction, discarding its writes and releasing its locks.

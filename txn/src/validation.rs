@@ -23,7 +23,7 @@ use std::ops::Bound;
 use kv::Version;
 
 /// A span of keys a transaction examined: `[start, end)`; `end` None = unbounded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReadSpan {
     pub start: Vec<u8>,
     pub end: Option<Vec<u8>>,
@@ -65,18 +65,16 @@ impl RecentWrites {
         Self::default()
     }
 
-    /// Records the keys a commit decided at `version` writes. Versions must increase.
+    /// Records the keys a commit at `version` writes. Commits may arrive out of version
+    /// order (a DC applies cross-DC outcomes in the order it learns them): each key keeps
+    /// its newest version.
     pub fn record(&mut self, version: Version, keys: Vec<Vec<u8>>) {
-        if let Some((last, _)) = self.log.last() {
-            assert!(
-                version > *last,
-                "commit versions must increase: {version} after {last}"
-            );
-        }
         for key in &keys {
-            self.versions.insert(key.clone(), version);
+            let newest = self.versions.entry(key.clone()).or_insert(version);
+            *newest = (*newest).max(version);
         }
-        self.log.push((version, keys));
+        let at = self.log.partition_point(|(v, _)| *v <= version);
+        self.log.insert(at, (version, keys));
     }
 
     /// Checks that nothing in `spans` was written above `read_version`, ignoring the keys in
@@ -167,10 +165,21 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "must increase")]
-    fn versions_must_increase() {
+    fn commits_recorded_out_of_version_order_keep_the_newest_per_key() {
         let mut w = RecentWrites::new();
-        w.record(10, vec![]);
-        w.record(10, vec![]);
+        w.record(30, vec![b"k".to_vec()]);
+        w.record(20, vec![b"k".to_vec(), b"j".to_vec()]);
+        assert_eq!(
+            w.validate(&[ReadSpan::point(b"k")], 25),
+            Err(Conflict {
+                key: b"k".to_vec(),
+                version: 30
+            })
+        );
+        assert!(w.validate(&[ReadSpan::point(b"j")], 15).is_err());
+        // Pruning at 20 forgets j (newest 20) but not k (newest 30).
+        w.prune(20);
+        assert_eq!(w.len(), 1);
+        assert!(w.validate(&[ReadSpan::point(b"k")], 25).is_err());
     }
 }

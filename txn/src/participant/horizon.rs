@@ -28,7 +28,7 @@ use replication::{quorum, DcId};
 use super::record::{Outcome, TxnKey};
 
 /// One DC's announcement of its floor.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
     /// F_q: q votes ABORT on every record at or below this version.
     pub floor: Version,

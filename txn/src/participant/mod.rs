@@ -43,6 +43,7 @@
 //! read-only checks (§5.8), leases (§5.7).
 
 pub mod check;
+pub mod durable;
 pub mod horizon;
 pub mod record;
 
@@ -52,6 +53,8 @@ use kv::Version;
 use replication::{decide, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Vote};
 
 use self::check::{Checker, CommittedIndex, Verdict};
+use self::durable::Slot;
+pub use self::durable::{Durable, DurableEntry};
 pub use self::horizon::Closed;
 use self::horizon::Horizon;
 pub use self::record::{Envelope, Msg, Outcome, ReadEntry, Record, TxnKey, Writes};
@@ -78,48 +81,6 @@ pub struct Config {
     pub floor_lag: u64,
     /// How often the floor is raised and announced (`Closed`).
     pub closed_period: u64,
-}
-
-/// The state a crash does not lose.
-#[derive(Clone, Debug, Default)]
-pub struct Durable {
-    next_seq: u64,
-    /// Highest HLC value issued or observed.
-    hlc: DcClock,
-    records: BTreeMap<TxnKey, Record>,
-    /// This DC's own vote per attempt (cast as owner of its instance).
-    own_votes: BTreeMap<TxnKey, Vote>,
-    acceptors: BTreeMap<(TxnKey, DcId), Acceptor>,
-    outcomes: BTreeMap<TxnKey, Outcome>,
-    /// F: this DC votes ABORT on records at or below this version (C0, §7.6).
-    floor: Version,
-}
-
-impl Durable {
-    /// Every outcome this DC has learned.
-    pub fn outcomes(&self) -> &BTreeMap<TxnKey, Outcome> {
-        &self.outcomes
-    }
-
-    /// This DC's own vote per attempt.
-    pub fn own_votes(&self) -> &BTreeMap<TxnKey, Vote> {
-        &self.own_votes
-    }
-
-    /// Every attempt this DC holds a record of.
-    pub fn records(&self) -> &BTreeMap<TxnKey, Record> {
-        &self.records
-    }
-
-    /// Attempts this DC knows of in any way (records, acceptor state, outcomes).
-    pub fn known(&self) -> BTreeSet<TxnKey> {
-        self.records
-            .keys()
-            .chain(self.outcomes.keys())
-            .copied()
-            .chain(self.acceptors.keys().map(|(t, _)| *t))
-            .collect()
-    }
 }
 
 /// A local client's answer.
@@ -152,6 +113,9 @@ pub struct Output {
     pub replies: Vec<Reply>,
     /// Whether the durable state changed (the messages must wait for its sync).
     pub durable_changed: bool,
+    /// The changed durable state, for a runtime to write and sync (`durable_changed`
+    /// iff non-empty).
+    pub persist: Vec<DurableEntry>,
     /// The complete point moved (§7.6): once this output's writes are applied, a
     /// snapshot at this version holds every committed transaction at or below it.
     pub complete: Option<Version>,
@@ -166,6 +130,9 @@ struct LocalCommit {
     writes: Writes,
 }
 
+/// log2 of the longest wait between two pushes of an outcome, in τ_retx (16 τ_retx).
+const PUSH_BACKOFF_MAX_LOG2: u32 = 4;
+
 /// Volatile per-attempt state.
 #[derive(Debug)]
 struct Attempt {
@@ -176,6 +143,10 @@ struct Attempt {
     /// When the attempt last made progress here (became known, or a higher ballot).
     progress_at: u64,
     retransmit_at: u64,
+    /// Pushes of a decided outcome back off: each waits twice the previous, up to
+    /// 2^[`PUSH_BACKOFF_MAX_LOG2`] × τ_retx, so a DC down for long does not cost a message per
+    /// decided attempt per τ_retx (it also catches up by itself, §7.5).
+    pushes: u32,
     recovery: Option<RecoveryRound>,
     /// DCs known to have the outcome.
     informed: BTreeSet<DcId>,
@@ -208,7 +179,6 @@ pub struct Participant {
     horizon: Horizon,
     /// When the floor is next raised and announced.
     closed_at: u64,
-    durable_changed: bool,
     now: u64,
 }
 
@@ -229,7 +199,6 @@ impl Participant {
             local_waiting: Vec::new(),
             horizon: Horizon::new(cfg.dcs, cfg.me),
             closed_at: now,
-            durable_changed: false,
             now,
             cfg,
         };
@@ -429,7 +398,7 @@ impl Participant {
         }
         if target > self.durable.floor {
             self.durable.floor = target;
-            self.durable_changed = true;
+            self.durable.mark(Slot::Meta);
         }
         let closed = self.horizon.raise(self.durable.floor);
         self.broadcast_closed(closed, out);
@@ -488,7 +457,8 @@ impl Participant {
             Verdict::Commit => {
                 self.durable.next_seq += 1;
                 self.durable.records.insert(key, record.clone());
-                self.durable_changed = true;
+                self.durable.mark(Slot::Meta);
+                self.durable.mark(Slot::Record(key));
                 let a = self.attempt(key);
                 a.client = Some(c.client);
                 self.broadcast(
@@ -554,7 +524,8 @@ impl Participant {
             return;
         }
         self.durable.own_votes.insert(key, vote);
-        self.durable_changed = true;
+        self.durable.mark(Slot::OwnVote(key));
+        self.durable.mark(Slot::Acceptor(key, me));
         if vote == Vote::Commit {
             self.prepared.insert(key);
             if let Some(r) = self.durable.records.get(&key) {
@@ -594,7 +565,7 @@ impl Participant {
         let acceptor = self.durable.acceptors.entry((key, voter)).or_default();
         match acceptor.accept(ballot, vote) {
             Ok(()) => {
-                self.durable_changed = true;
+                self.durable.mark(Slot::Acceptor(key, voter));
                 self.broadcast_accepted(key, voter, ballot, vote, out);
                 let me = self.cfg.me;
                 // The owner's acceptance, implied by its Vote2a (owner-counting only;
@@ -650,8 +621,8 @@ impl Participant {
             if let Ok(a) = acceptor.prepare(ballot) {
                 accepted.push((voter, a));
             }
+            self.durable.mark(Slot::Acceptor(key, voter));
         }
-        self.durable_changed = true;
         let record = self.durable.records.get(&key).cloned();
         self.send(
             from,
@@ -730,7 +701,7 @@ impl Participant {
             out.apply.push((record.version, record.writes.clone()));
         }
         self.durable.outcomes.insert(key, outcome);
-        self.durable_changed = true;
+        self.durable.mark(Slot::Outcome(key));
         self.prepared.remove(&key);
         self.waiting.remove(&key);
         let a = self.attempt(key);
@@ -938,8 +909,8 @@ impl Participant {
             };
             accepted.push((v, a));
             proposers.insert(v, Recovery::new(ballot, dcs));
+            self.durable.mark(Slot::Acceptor(key, v));
         }
-        self.durable_changed = true;
         let now = self.now;
         let a = self.attempt(key);
         a.max_ballot = Some(ballot);
@@ -1001,7 +972,7 @@ impl Participant {
             self.attempt(key).recovery = None;
             return;
         }
-        self.durable_changed = true;
+        self.durable.mark(Slot::Acceptor(key, voter));
         let me = self.cfg.me;
         self.broadcast(
             Msg::Vote2a {
@@ -1024,10 +995,17 @@ impl Participant {
         let others = self.others().count();
         let retransmit = self.cfg.retransmit;
         let a = self.attempt(key);
+        if a.informed.len() >= others && a.client.is_none() {
+            // Nothing left to do for it: its volatile state goes (a late message about
+            // it is answered from the durable outcome).
+            self.attempts.remove(&key);
+            return;
+        }
         if a.informed.len() >= others || now < a.retransmit_at {
             return;
         }
-        a.retransmit_at = now + retransmit;
+        a.retransmit_at = now + retransmit * (1 << a.pushes.min(PUSH_BACKOFF_MAX_LOG2));
+        a.pushes += 1;
         self.broadcast_decision(key, out);
     }
 
@@ -1044,6 +1022,7 @@ impl Participant {
             max_ballot: None,
             progress_at: now,
             retransmit_at: now + retransmit,
+            pushes: 0,
             recovery: None,
             informed: BTreeSet::new(),
             client: None,
@@ -1067,19 +1046,18 @@ impl Participant {
     /// DC issues later are above it.
     fn keep_record(&mut self, record: Record) {
         if self.durable.hlc.observe(record.version) {
-            self.durable_changed = true;
+            self.durable.mark(Slot::Meta);
         }
-        if let std::collections::btree_map::Entry::Vacant(e) =
-            self.durable.records.entry(record.key)
-        {
+        let key = record.key;
+        if let std::collections::btree_map::Entry::Vacant(e) = self.durable.records.entry(key) {
             e.insert(record);
-            self.durable_changed = true;
+            self.durable.mark(Slot::Record(key));
         }
     }
 
     /// The next HLC value above `above`, tagged with this DC's id in the low 8 bits.
     fn issue(&mut self, above: Version) -> Version {
-        self.durable_changed = true;
+        self.durable.mark(Slot::Meta);
         self.durable.hlc.issue(self.cfg.me, self.now, above)
     }
 
@@ -1130,7 +1108,8 @@ impl Participant {
     }
 
     fn finish_step(&mut self, mut out: Output) -> Output {
-        out.durable_changed = std::mem::take(&mut self.durable_changed);
+        out.persist = self.durable.take_changes();
+        out.durable_changed = !out.persist.is_empty();
         out.complete = self.horizon.advance(&self.durable.outcomes);
         out
     }

@@ -3,6 +3,7 @@
 
 use kv::Version;
 use replication::{Ballot, DcId, Vote};
+use serde::{Deserialize, Serialize};
 
 use super::horizon::Closed;
 use crate::locks::TxnId;
@@ -12,7 +13,7 @@ use crate::validation::ReadSpan;
 pub type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// One commit attempt: the origin and the origin's consecutive attempt number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TxnKey {
     pub origin: DcId,
     pub seq: u64,
@@ -20,14 +21,14 @@ pub struct TxnKey {
 
 /// "The transaction saw, for every key in `span`, the newest committed version ≤ `lo`
 /// and nothing newer."
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadEntry {
     pub span: ReadSpan,
     pub lo: Version,
 }
 
 /// Everything a data center needs to check and apply a commit attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub key: TxnKey,
     /// Wound-wait priority: smaller is older.
@@ -40,7 +41,7 @@ pub struct Record {
 }
 
 /// An attempt's agreed outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Committed { version: Version },
     Aborted,
@@ -48,7 +49,7 @@ pub enum Outcome {
 
 /// The protocol's messages (§4; fencing, catch-up ranges and read-only checks are not
 /// built yet).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
     /// The origin ships its record (its own `Vote2a` travels alongside).
     Record { record: Record },
@@ -120,7 +121,7 @@ impl Msg {
 /// A message between data centers. `depth` is the length of the longest chain of
 /// inter-DC messages about this attempt that the sender's knowledge depends on, plus
 /// one: the WAN delays an outcome took are counted along causality (§11.2).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: DcId,
     pub to: DcId,
