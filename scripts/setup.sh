@@ -6,6 +6,7 @@
 #   libclang-dev     RocksDB's bindgen
 #   postgresql       the PostgreSQL 15 reference server the tests compare against
 #   postgresql-client psql
+#   protobuf-compiler protoc, for the inter-node gRPC service (build.rs)
 # Rust is not installed here: cargo must already be on PATH (rustup).
 set -euo pipefail
 
@@ -13,9 +14,13 @@ missing=()
 
 have_libclang() {
   [[ -n "${LIBCLANG_PATH:-}" ]] && return 0
-  compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null && return 0
-  compgen -G "/usr/lib/*-linux-gnu/libclang*.so*" >/dev/null && return 0
-  compgen -G "/usr/lib64/libclang*.so*" >/dev/null && return 0
+  # libclang.so* or libclang-<version>.so*; libclang-cpp (pulled in by other
+  # packages) is not the C API bindgen loads.
+  local dir
+  for dir in /usr/lib/llvm-*/lib /usr/lib/*-linux-gnu /usr/lib64; do
+    compgen -G "$dir/libclang.so*" >/dev/null && return 0
+    compgen -G "$dir/libclang-[0-9]*.so*" >/dev/null && return 0
+  done
   return 1
 }
 
@@ -36,6 +41,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 have_libclang || missing+=(libclang-dev)
 pg_bindir >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 
 if ((${#missing[@]} > 0)); then
   echo "setup: installing ${missing[*]}"

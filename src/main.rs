@@ -2,17 +2,25 @@
 //!
 //! ```text
 //!   meridian start     [--data-dir DIR] [--sql-addr ADDR]     run a node (embedded default)
+//!   meridian node      --cluster FILE --dc N [--data-dir DIR]  run one DC of a cluster
+//!   meridian demo      [--dcs 3] [--wan-delay-ms 50] [--base-port P] [--data-dir DIR]
+//!   meridian wan       --cluster FILE [--delay-ms …] [--cut DC] [--heal DC]
+//!   meridian sim       …                                        the protocol in simulation
 //!   meridian sqllogic  [--url URL] [--known-failures FILE] FILES…   run .slt files over the wire
 //! ```
 //!
-//! The node runtime ([`node`]) owns all IO: the RocksDB directory, the SQL listener, the
-//! signal handlers. The protocol and transaction cores below it are driven, not threaded.
+//! The node runtimes ([`node`] for one DC, [`cluster`] for several) own all IO: the
+//! RocksDB directory, the SQL and peer listeners, timers, the signal handlers. The
+//! protocol and transaction cores below them are driven, not threaded.
 
+mod cluster;
+mod jepsen;
 mod node;
 mod sim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +51,68 @@ enum Command {
         /// RocksDB block cache size in MiB.
         #[arg(long, default_value_t = 256)]
         block_cache_mib: usize,
+    },
+    /// Run one data center's node of a multi-DC cluster described by a TOML file.
+    Node {
+        /// The cluster file (see `meridian demo`'s cluster.toml for an example).
+        #[arg(long)]
+        cluster: PathBuf,
+        /// This node's data-center id in the file.
+        #[arg(long)]
+        dc: u8,
+        /// Where the node keeps its data.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Bound on clock offsets between DCs, for commit wait.
+        #[arg(long, default_value_t = 1)]
+        clock_bound_ms: u64,
+        /// Per-query memory limit in MiB.
+        #[arg(long, default_value_t = 256)]
+        query_memory_mib: usize,
+        /// RocksDB block cache size in MiB.
+        #[arg(long, default_value_t = 128)]
+        block_cache_mib: usize,
+    },
+    /// Start a local cluster, one node process per data center, with emulated WAN delay.
+    Demo {
+        /// Number of data centers (odd).
+        #[arg(long, default_value_t = 3)]
+        dcs: usize,
+        /// Emulated one-way delay between data centers.
+        #[arg(long, default_value_t = 50)]
+        wan_delay_ms: u64,
+        /// SQL port of the first DC; DC i listens on base-port + i (peers on + 1000 + i).
+        #[arg(long, default_value_t = 5433)]
+        base_port: u16,
+        /// Where the nodes keep their data, logs, cluster.toml and demo.json.
+        #[arg(long, default_value = "meridian-demo")]
+        data_dir: PathBuf,
+        /// Learning rule: `owner` (owner-counting: 2 WAN delays per commit with three
+        /// DCs, also with one down) or `conservative` (3, Consus's count).
+        #[arg(long, default_value = "owner", value_parser = ["owner", "conservative"])]
+        learn: String,
+    },
+    /// Change the emulated WAN of a running cluster (every node of the cluster file).
+    Wan {
+        #[arg(long)]
+        cluster: PathBuf,
+        /// New one-way delay (with --jitter-ms and --loss): for every pair, or only
+        /// between the two DCs of --between.
+        #[arg(long)]
+        delay_ms: Option<u64>,
+        #[arg(long, default_value_t = 0)]
+        jitter_ms: u64,
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Two DC ids, e.g. `0,2`.
+        #[arg(long, value_delimiter = ',', num_args = 2)]
+        between: Option<Vec<u8>>,
+        /// Cut this DC off from every other DC.
+        #[arg(long)]
+        cut: Option<u8>,
+        /// Reconnect this DC.
+        #[arg(long)]
+        heal: Option<u8>,
     },
     /// Run the cross-DC commit protocol in deterministic simulation: one JSON line per
     /// seed and a summary line; exits non-zero on any violation or stuck transaction.
@@ -86,6 +156,39 @@ enum Command {
         /// 2PC shard leader is in the client's DC: the baseline's best case).
         #[arg(long, default_value = "spread", value_parser = ["spread", "local"])]
         placement: String,
+    },
+    /// Jepsen-style test: start a local cluster, run a workload over the Postgres wire
+    /// while a nemesis kills, pauses and cuts off DCs, check the history; one JSON
+    /// summary line, the history in <data-dir>/history.json, exit status non-zero on
+    /// any anomaly.
+    Jepsen {
+        /// `append` (list-append, Elle-style checker) or `bank` (constant total).
+        #[arg(long, default_value = "append", value_parser = ["append", "bank"])]
+        workload: String,
+        /// Transactions to run (all clients together).
+        #[arg(long, default_value_t = 10_000)]
+        txns: u64,
+        /// Closed-loop clients, spread over the DCs.
+        #[arg(long, default_value_t = 9)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        dcs: usize,
+        #[arg(long, default_value_t = 20)]
+        wan_delay_ms: u64,
+        /// Faults, comma-separated: kill, pause, partition; or `none`.
+        #[arg(long, default_value = "kill,pause,partition")]
+        nemesis: String,
+        /// Seconds between the starts of two faults.
+        #[arg(long, default_value_t = 8)]
+        nemesis_interval_s: u64,
+        /// A new directory for the cluster, its logs and history.json.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// SQL port of the first DC (peers on + 1000).
+        #[arg(long, default_value_t = 7433)]
+        base_port: u16,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Run sqllogictest files through the wire protocol, against `--url` or a fresh
     /// node started on a free port.
@@ -131,6 +234,84 @@ fn main() -> anyhow::Result<()> {
             query_memory_bytes: query_memory_mib << 20,
             block_cache_bytes: block_cache_mib << 20,
         })),
+        Command::Node {
+            cluster,
+            dc,
+            data_dir,
+            clock_bound_ms,
+            query_memory_mib,
+            block_cache_mib,
+        } => {
+            let topology = cluster::topology::Topology::load(&cluster)?;
+            runtime.block_on(cluster::run(cluster::ClusterNodeConfig {
+                topology,
+                dc,
+                data_dir,
+                query_memory_bytes: query_memory_mib << 20,
+                block_cache_bytes: block_cache_mib << 20,
+                clock_bound_us: clock_bound_ms * 1_000,
+            }))
+        }
+        Command::Demo {
+            dcs,
+            wan_delay_ms,
+            base_port,
+            data_dir,
+            learn,
+        } => runtime.block_on(cluster::demo::run(cluster::demo::DemoConfig {
+            dcs,
+            wan_delay_ms,
+            base_port,
+            data_dir,
+            learn: if learn == "owner" {
+                cluster::topology::Learn::Owner
+            } else {
+                cluster::topology::Learn::Conservative
+            },
+        })),
+        Command::Wan {
+            cluster,
+            delay_ms,
+            jitter_ms,
+            loss,
+            between,
+            cut,
+            heal,
+        } => {
+            let topology = cluster::topology::Topology::load(&cluster)?;
+            if delay_ms.is_none() && cut.is_none() && heal.is_none() {
+                anyhow::bail!("nothing to change: give --delay-ms, --cut or --heal");
+            }
+            let request = cluster::transport::proto::WanRequest {
+                cluster: topology.cluster.clone(),
+                set_link: delay_ms.is_some(),
+                pair: between.is_some(),
+                a: between.as_ref().map_or(0, |b| u32::from(b[0])),
+                b: between.as_ref().map_or(0, |b| u32::from(b[1])),
+                delay_ms: delay_ms.unwrap_or(0),
+                jitter_ms,
+                loss,
+                set_cut: cut.is_some() || heal.is_some(),
+                dc: u32::from(cut.or(heal).unwrap_or(0)),
+                cut: cut.is_some(),
+            };
+            runtime.block_on(async {
+                let mut failed = 0;
+                for dc in &topology.dcs {
+                    match cluster::transport::set_wan(dc.peer, request.clone()).await {
+                        Ok(settings) => println!("DC {} ({}): {settings}", dc.id, dc.name),
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("DC {} ({}) at {}: {e:#}", dc.id, dc.name, dc.peer);
+                        }
+                    }
+                }
+                if failed > 0 {
+                    anyhow::bail!("{failed} node(s) did not take the change");
+                }
+                Ok(())
+            })
+        }
         Command::Sim {
             dcs,
             seeds,
@@ -163,6 +344,39 @@ fn main() -> anyhow::Result<()> {
                     sim::node::Protocol::Meridian
                 },
             })?;
+            if !passed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Jepsen {
+            workload,
+            txns,
+            clients,
+            dcs,
+            wan_delay_ms,
+            nemesis,
+            nemesis_interval_s,
+            data_dir,
+            base_port,
+            seed,
+        } => {
+            let passed = runtime.block_on(jepsen::run(jepsen::JepsenConfig {
+                dcs,
+                wan_delay_ms,
+                workload: if workload == "bank" {
+                    jepsen::workload::Workload::Bank
+                } else {
+                    jepsen::workload::Workload::Append
+                },
+                txns,
+                clients,
+                faults: jepsen::nemesis::parse_faults(&nemesis).map_err(anyhow::Error::msg)?,
+                interval: Duration::from_secs(nemesis_interval_s.max(1)),
+                data_dir,
+                base_port,
+                seed,
+            }))?;
             if !passed {
                 std::process::exit(1);
             }

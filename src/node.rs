@@ -8,7 +8,7 @@
 //! acknowledged before it is synced, so `kill -9` loses no acknowledged commit.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -26,17 +26,28 @@ pub struct NodeConfig {
     pub block_cache_bytes: usize,
 }
 
-/// Opens the node's storage and engine.
-fn open(config: &NodeConfig) -> anyhow::Result<Arc<Engine>> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+/// Opens (creating if needed) the RocksDB store in `data_dir`.
+pub fn open_store(data_dir: &Path, block_cache_bytes: usize) -> anyhow::Result<Arc<Store>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let options = RocksOptions {
-        block_cache_bytes: config.block_cache_bytes,
+        block_cache_bytes,
         ..RocksOptions::default()
     };
-    let engine = RocksEngine::open(&config.data_dir.join("rocksdb"), &options)
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-    let store = Arc::new(Store::open(Arc::new(engine))?);
+    let engine = RocksEngine::open(&data_dir.join("rocksdb"), &options)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    Ok(Arc::new(Store::open(Arc::new(engine))?))
+}
+
+/// Opens the node's storage and engine.
+fn open(config: &NodeConfig) -> anyhow::Result<Arc<Engine>> {
+    let store = open_store(&config.data_dir, config.block_cache_bytes)?;
+    if let Some(owner) = crate::cluster::cluster_identity(&store)? {
+        anyhow::bail!(
+            "{} belongs to a multi-DC cluster ({owner}: cluster/DC/DCs); run it with `meridian node`",
+            config.data_dir.display()
+        );
+    }
     let txns = TxnManager::new(store, Arc::new(SystemClock))?;
     Ok(Engine::new(txns, config.query_memory_bytes))
 }
@@ -55,7 +66,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
     tokio::select! {

@@ -516,14 +516,20 @@ impl Handlers {
 
     fn show_columns(statement: &Statement) -> Option<Vec<OutputColumn>> {
         match statement {
-            Statement::ShowVariable { variable } => Some(vec![OutputColumn {
-                name: variable
+            Statement::ShowVariable { variable } => {
+                let name = variable
                     .iter()
                     .map(|i| i.value.to_lowercase())
                     .collect::<Vec<_>>()
-                    .join(" "),
-                ty: SqlType::Text,
-            }]),
+                    .join(" ");
+                if name == crate::cluster::SHOW_DATA_CENTERS {
+                    return Some(crate::cluster::data_center_columns());
+                }
+                Some(vec![OutputColumn {
+                    name,
+                    ty: SqlType::Text,
+                }])
+            }
             _ => None,
         }
     }

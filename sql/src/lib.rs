@@ -13,6 +13,7 @@
 //! Caveats: trust authentication only (any user, database `postgres`); no TLS yet;
 //! Execute with a row limit returns all rows (no portal suspension); sessions run in UTC.
 
+pub mod cluster;
 pub mod copy;
 pub mod encode;
 pub mod handler;

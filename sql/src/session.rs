@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion::sql::sqlparser::ast::{
     Expr, ObjectName, Set, Statement, TransactionMode, Value, ValueWithSpan,
@@ -25,6 +26,8 @@ use planner::exec::copy::CopyIn;
 use planner::types::Datum;
 use planner::{Engine, Error, Output, OutputColumn, Prepared, Result, RowStream};
 use txn::Txn;
+
+use crate::cluster;
 
 /// Autocommit retries of a statement aborted by a concurrent transaction.
 pub const AUTOCOMMIT_RETRIES_MAX: usize = 8;
@@ -110,6 +113,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("client_min_messages", "notice"),
         ("synchronous_commit", "on"),
         ("work_mem", "4MB"),
+        (cluster::COMMIT_TRACE, "off"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -235,18 +239,22 @@ impl Session {
         self.settings.insert(name.to_lowercase(), value.to_string());
     }
 
-    /// A transaction for analysing a statement (describe): the block's, or a fresh one.
-    pub fn describe_txn(&self) -> Arc<Txn> {
-        match &self.txn {
-            Some(t) if !self.failed => t.clone(),
-            _ => Arc::new(self.engine.txns.begin()),
-        }
-    }
-
-    /// Analyses a statement.
+    /// Analyses a statement in the block's transaction, or in a new one. With several
+    /// DCs a new one starts on the latest complete snapshot, and an analysis that fails
+    /// there is repeated on a fresh snapshot (which holds every table created anywhere
+    /// before), so no error comes from a stale view.
     pub async fn prepare(&self, statement: Statement) -> Result<Prepared> {
-        let txn = self.describe_txn();
-        self.engine.prepare(&txn, statement).await
+        if let Some(txn) = self.txn.as_ref().filter(|_| !self.failed) {
+            return self.engine.prepare(txn, statement).await;
+        }
+        let txn = Arc::new(self.engine.txns.begin());
+        match self.engine.prepare(&txn, statement.clone()).await {
+            Err(_) if !txn.is_fresh() => {
+                let txn = Arc::new(self.engine.txns.begin_fresh().await?);
+                self.engine.prepare(&txn, statement).await
+            }
+            result => result,
+        }
     }
 
     /// Runs one statement. `prepared` is its cached analysis, if any.
@@ -276,21 +284,39 @@ impl Session {
             }
             return result;
         }
-        // Autocommit.
+        // Autocommit. With several DCs a query begins on a fresh snapshot (it waits for
+        // the DC's complete point to pass every commit acknowledged so far); other
+        // statements start on the latest complete snapshot and are validated at commit,
+        // and one whose execution fails for another reason is run again on a fresh
+        // snapshot, so no error is reported from a stale view. A failed commit is never
+        // re-run that way: its outcome may be unknown (40003).
         let mut attempt = 0;
+        let mut fresh = matches!(statement, Statement::Query(_));
         loop {
-            let txn = Arc::new(self.engine.txns.begin());
+            let txn = Arc::new(if fresh {
+                self.engine.txns.begin_fresh().await.map_err(Error::from)?
+            } else {
+                self.engine.txns.begin()
+            });
+            let started = Instant::now();
             let result = self.run(&txn, statement, prepared, params).await;
+            let executed = result.is_ok();
+            let execute = started.elapsed();
             let result = match result {
                 // A query reads a snapshot and writes nothing: its providers hold the
                 // transaction until the stream is done; nothing to commit.
                 Ok(reply @ Reply::Rows { .. }) if matches!(&reply, Reply::Rows { tag, .. } if tag == "SELECT") => {
                     return Ok(reply)
                 }
-                Ok(reply) => match txn.commit().await {
-                    Ok(_) => Ok(reply),
-                    Err(e) => Err(Error::from(e)),
-                },
+                Ok(reply) => {
+                    let committing = Instant::now();
+                    match txn.commit().await {
+                        Ok(version) => {
+                            Ok(self.traced(reply, &txn, version, Some(execute), committing))
+                        }
+                        Err(e) => Err(Error::from(e)),
+                    }
+                }
                 Err(e) => {
                     txn.rollback();
                     Err(e)
@@ -300,6 +326,11 @@ impl Session {
                 Err(e) if e.is_retryable() && attempt < AUTOCOMMIT_RETRIES_MAX => {
                     attempt += 1;
                     tracing::debug!(attempt, "retrying autocommit statement after {e}");
+                    continue;
+                }
+                Err(e) if !executed && !txn.is_fresh() => {
+                    tracing::debug!("re-running on a fresh snapshot after {e}");
+                    fresh = true;
                     continue;
                 }
                 other => return other,
@@ -345,6 +376,36 @@ impl Session {
         }
     }
 
+    /// With `meridian.commit_trace` on, a command's reply becomes a notice saying where
+    /// its commit's time went (replies carrying rows are left alone).
+    fn traced(
+        &self,
+        reply: Reply,
+        txn: &Txn,
+        version: Option<u64>,
+        execute: Option<Duration>,
+        commit_started: Instant,
+    ) -> Reply {
+        let on = self
+            .settings
+            .get(cluster::COMMIT_TRACE)
+            .is_some_and(|v| v == "on");
+        match reply {
+            Reply::Command(tag) | Reply::End(tag) if on => Reply::Notice {
+                tag,
+                severity: "NOTICE",
+                code: "00000",
+                message: cluster::trace_notice(
+                    version,
+                    txn.commit_trace(),
+                    execute,
+                    commit_started.elapsed(),
+                ),
+            },
+            other => other,
+        }
+    }
+
     /// Transaction control, SET and SHOW. None for other statements.
     async fn control(&mut self, statement: &Statement) -> Result<Option<Reply>> {
         Ok(Some(match statement {
@@ -357,7 +418,7 @@ impl Session {
                         "there is already a transaction in progress",
                     )
                 } else {
-                    self.txn = Some(Arc::new(self.engine.txns.begin()));
+                    self.txn = Some(Arc::new(self.engine.txns.begin_fresh().await?));
                     self.failed = false;
                     Reply::Begin("BEGIN".into())
                 }
@@ -370,8 +431,9 @@ impl Session {
                     Reply::End("ROLLBACK".into())
                 }
                 Some(txn) => {
-                    txn.commit().await.map_err(Error::from)?;
-                    Reply::End("COMMIT".into())
+                    let started = Instant::now();
+                    let version = txn.commit().await.map_err(Error::from)?;
+                    self.traced(Reply::End("COMMIT".into()), &txn, version, None, started)
                 }
             },
             Statement::Rollback {
@@ -465,6 +527,19 @@ impl Session {
             {
                 return Err(Error::unsupported(format!("client encoding \"{value}\"")));
             }
+            cluster::COMMIT_TRACE => {
+                let on = match value.to_lowercase().as_str() {
+                    "on" | "true" | "yes" | "1" => "on",
+                    "off" | "false" | "no" | "0" => "off",
+                    _ => {
+                        return Err(Error::new(
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!("parameter \"{name}\" requires a Boolean value"),
+                        ))
+                    }
+                };
+                self.settings.insert(name.to_string(), on.into());
+            }
             "transaction_isolation" | "default_transaction_isolation" => {
                 // Every transaction is serializable; weaker requests get stronger isolation.
             }
@@ -476,6 +551,14 @@ impl Session {
     }
 
     fn show(&self, name: &str) -> Result<Reply> {
+        if name == cluster::SHOW_DATA_CENTERS {
+            let rows = cluster::data_center_rows(&self.engine);
+            return Ok(Reply::Rows {
+                columns: cluster::data_center_columns(),
+                rows: Box::pin(futures::stream::iter(vec![Ok(rows)])),
+                tag: "SHOW".into(),
+            });
+        }
         let name = match name {
             "time zone" => "timezone",
             "transaction isolation level" => "transaction_isolation",

@@ -1,0 +1,168 @@
+//! The multi-DC node runtime: one node per data center, each a full copy, committing
+//! across DCs with the protocol of docs/protocol.md.
+//!
+//! ```text
+//!   psql ──▶ sql::serve ──▶ planner ──▶ TxnManager (wound-wait at the origin)
+//!                                          │ commit: reads + writes
+//!                                          ▼
+//!   peers ◀──gRPC── transport::Outbox ◀── driver::Driver ──▶ RocksDB (protocol state +
+//!   peers ──gRPC──▶ transport::PeerService ──▶ │              committed writes, synced)
+//! ```
+//!
+//! Everything with IO lives here and in [`driver`] / [`transport`]: the protocol core
+//! (`txn::participant`) only sees messages, ticks and the time. The topology comes from
+//! a TOML file ([`topology`]); the WAN between DCs is emulated by each sender ([`wan`]).
+//! A data directory remembers the cluster and DC it belongs to; a node refuses one of
+//! another cluster or DC.
+
+pub mod demo;
+pub mod driver;
+pub mod local;
+pub mod status;
+pub mod topology;
+pub mod transport;
+pub mod wan;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use kv::keys::Key;
+use kv::{Store, WriteBatch};
+use replication::DcId;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use txn::participant::Config;
+use txn::{SystemClock, TxnManager};
+
+use self::driver::Driver;
+use self::status::PeerHealth;
+use self::topology::Topology;
+use self::transport::{Outbox, PeerService};
+use self::wan::Wan;
+
+/// The data directory's owner, written on first start.
+const IDENTITY_KEY: &str = "cluster_id";
+
+pub struct ClusterNodeConfig {
+    pub topology: Topology,
+    pub dc: DcId,
+    pub data_dir: PathBuf,
+    pub query_memory_bytes: usize,
+    pub block_cache_bytes: usize,
+    /// ε: the bound on clock offsets between DCs (commit wait).
+    pub clock_bound_us: u64,
+}
+
+/// The protocol's timers, scaled to the configured WAN delay.
+pub fn participant_config(topology: &Topology, me: DcId, clock_bound_us: u64) -> Config {
+    let one_way = (topology.wan.delay_ms + topology.wan.jitter_ms).max(1) * 1_000;
+    Config {
+        dcs: topology.dcs.len(),
+        me,
+        learn: topology.learn.rule(),
+        retransmit: 4 * one_way + 20_000,
+        recovery: (12 * one_way).max(500_000),
+        stagger: (6 * one_way).max(200_000),
+        clock_bound: clock_bound_us,
+        floor_lag: one_way * 3 / 2 + clock_bound_us + 25_000,
+        closed_period: 10_000,
+    }
+}
+
+/// Runs this DC's node until SIGINT or SIGTERM.
+pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
+    let topology = config.topology;
+    let me = topology.dc(config.dc)?.clone();
+    let dcs = topology.dcs.len();
+    let store = crate::node::open_store(&config.data_dir, config.block_cache_bytes)?;
+    check_identity(&store, &topology.cluster, me.id, dcs)?;
+
+    let wan = Arc::new(Wan::new(topology.wan));
+    let health = Arc::new(PeerHealth::new(topology.clone(), me.id, wan.clone()));
+    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+    let cfg = participant_config(&topology, me.id, config.clock_bound_us);
+    let (driver, handle) = Driver::open(cfg, store.clone(), inbox_rx, health.clone())?;
+    let txns = TxnManager::new_replicated(store, Arc::new(SystemClock), Arc::new(handle))?;
+    let engine = planner::Engine::new(txns.clone(), config.query_memory_bytes);
+
+    let sql = TcpListener::bind(me.sql)
+        .await
+        .with_context(|| format!("cannot listen for SQL on {}", me.sql))?;
+    // Bind-check the peer address now, so a taken port fails the start, not a task.
+    drop(
+        std::net::TcpListener::bind(me.peer)
+            .with_context(|| format!("cannot listen for peers on {}", me.peer))?,
+    );
+    let peers: Vec<SocketAddr> = topology.dcs.iter().map(|d| d.peer).collect();
+    let outbox = Outbox::start(&topology.cluster, me.id, &peers, wan.clone());
+    let service = PeerService::server(topology.cluster.clone(), me.id, dcs, inbox_tx, wan, health);
+    let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_shutdown(me.peer, async {
+                let _ = peers_stopped.await;
+            }),
+    );
+    let driver = tokio::spawn(driver.run(txns, outbox));
+
+    tracing::info!(cluster = %topology.cluster, dc = me.id, name = %me.name, sql = %me.sql,
+        peer = %me.peer, "meridian node started");
+    println!(
+        "Meridian DC {} ({}) of cluster '{}' is ready. Connect with:\n  psql postgres://{}/postgres",
+        me.id, me.name, topology.cluster, me.sql
+    );
+    tokio::select! {
+        () = sql::serve(sql, engine, crate::node::shutdown_signal()) => {}
+        result = driver => {
+            result.context("the protocol driver panicked")??;
+            bail!("the protocol driver stopped");
+        }
+        result = peer_server => {
+            result.context("the peer server panicked")?
+                .with_context(|| format!("the peer server on {} failed", me.peer))?;
+        }
+    }
+    let _ = stop_peers.send(());
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Refuses a data directory of another cluster or DC; claims a new one.
+fn check_identity(store: &Store, cluster: &str, dc: DcId, dcs: usize) -> anyhow::Result<()> {
+    let key = Key::Meta(IDENTITY_KEY).encode();
+    let want = format!("{cluster}/{dc}/{dcs}");
+    match store.engine().get(&key)? {
+        Some(found) => {
+            let found = String::from_utf8_lossy(&found);
+            if found != want {
+                let mut parts = found.splitn(3, '/');
+                let (c, d, n) = (
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or("?"),
+                    parts.next().unwrap_or("?"),
+                );
+                bail!(
+                    "the data directory belongs to DC {d} of cluster '{c}' ({n} DCs), \
+                     not DC {dc} of cluster '{cluster}' ({dcs} DCs)"
+                );
+            }
+        }
+        None => {
+            let mut batch = WriteBatch::new();
+            batch.put(key, want.into_bytes());
+            store.engine().write(&batch, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a data directory's store belongs to a cluster (for `meridian start`).
+pub fn cluster_identity(store: &Store) -> anyhow::Result<Option<String>> {
+    Ok(store
+        .engine()
+        .get(&Key::Meta(IDENTITY_KEY).encode())?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}

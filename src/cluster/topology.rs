@@ -1,0 +1,189 @@
+//! The cluster's shape: its name, its data centers and where each DC's node listens,
+//! and the emulated WAN between them. Read from a TOML file:
+//!
+//! ```toml
+//! cluster = "demo"
+//! learn = "owner"      # or "conservative" (optional; see docs/protocol.md §5.3)
+//!
+//! [wan]                # emulated one-way delay between any two DCs (optional)
+//! delay_ms = 50
+//! jitter_ms = 5
+//! loss = 0.0
+//!
+//! [[dc]]
+//! id = 0
+//! name = "frankfurt"
+//! sql = "127.0.0.1:5433"    # PostgreSQL clients
+//! peer = "127.0.0.1:6433"   # other DCs' nodes (gRPC)
+//! ```
+//!
+//! Validation refuses what would break the protocol's quorums or confuse peers: an even
+//! number of DCs, ids that are not exactly 0..D, duplicate names or addresses.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use replication::DcId;
+use serde::{Deserialize, Serialize};
+
+/// The emulated link between two DCs (both directions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// One-way delay.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Up to this much extra delay, uniformly at random per message.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Probability that a message is dropped.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcSpec {
+    pub id: DcId,
+    pub name: String,
+    pub sql: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+/// The commit protocol's learning rule, cluster-wide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Learn {
+    /// Owner-counting (L2): 2 WAN delays per commit with three DCs, also with one down.
+    #[default]
+    Owner,
+    /// Conservative (L3): 3 WAN delays, Consus's count.
+    Conservative,
+}
+
+impl Learn {
+    pub fn rule(self) -> replication::LearnRule {
+        match self {
+            Learn::Owner => replication::LearnRule::OwnerCounting,
+            Learn::Conservative => replication::LearnRule::Conservative,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub cluster: String,
+    #[serde(default)]
+    pub learn: Learn,
+    #[serde(default)]
+    pub wan: Link,
+    #[serde(rename = "dc")]
+    pub dcs: Vec<DcSpec>,
+}
+
+impl Topology {
+    pub fn load(path: &Path) -> anyhow::Result<Topology> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the cluster file {}", path.display()))?;
+        let topology: Topology = toml::from_str(&text)
+            .with_context(|| format!("cannot parse the cluster file {}", path.display()))?;
+        topology
+            .validate()
+            .with_context(|| format!("invalid cluster file {}", path.display()))?;
+        Ok(topology)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a topology serializes")
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.cluster.is_empty() {
+            bail!("the cluster needs a name");
+        }
+        let n = self.dcs.len();
+        if n == 0 || n.is_multiple_of(2) || n > 255 {
+            bail!("the number of data centers must be odd and at most 255, got {n}");
+        }
+        let ids: BTreeSet<DcId> = self.dcs.iter().map(|d| d.id).collect();
+        if ids.len() != n || ids.iter().copied().ne(0..n as DcId) {
+            bail!("data-center ids must be exactly 0..{n}, each once");
+        }
+        let names: BTreeSet<&str> = self.dcs.iter().map(|d| d.name.as_str()).collect();
+        if names.len() != n {
+            bail!("data-center names must be unique");
+        }
+        let addrs: BTreeSet<SocketAddr> = self.dcs.iter().flat_map(|d| [d.sql, d.peer]).collect();
+        if addrs.len() != 2 * n {
+            bail!("every sql and peer address must be distinct");
+        }
+        if !(0.0..=1.0).contains(&self.wan.loss) {
+            bail!("wan.loss must be between 0 and 1");
+        }
+        Ok(())
+    }
+
+    pub fn dc(&self, id: DcId) -> anyhow::Result<&DcSpec> {
+        self.dcs
+            .iter()
+            .find(|d| d.id == id)
+            .with_context(|| format!("DC {id} is not in cluster '{}'", self.cluster))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> Topology {
+        toml::from_str(
+            r#"
+            cluster = "t"
+            [wan]
+            delay_ms = 50
+            [[dc]]
+            id = 0
+            name = "a"
+            sql = "127.0.0.1:1"
+            peer = "127.0.0.1:2"
+            [[dc]]
+            id = 1
+            name = "b"
+            sql = "127.0.0.1:3"
+            peer = "127.0.0.1:4"
+            [[dc]]
+            id = 2
+            name = "c"
+            sql = "127.0.0.1:5"
+            peer = "127.0.0.1:6"
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_file_round_trips() {
+        let t = three();
+        t.validate().unwrap();
+        assert_eq!(t.wan.delay_ms, 50);
+        let back: Topology = toml::from_str(&t.to_toml()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn refuses_what_would_break_quorums_or_peers() {
+        let mut even = three();
+        even.dcs.pop();
+        assert!(even.validate().unwrap_err().to_string().contains("odd"));
+        let mut gap = three();
+        gap.dcs[2].id = 7;
+        assert!(gap.validate().unwrap_err().to_string().contains("0..3"));
+        let mut dup = three();
+        dup.dcs[1].peer = dup.dcs[0].sql;
+        assert!(dup.validate().unwrap_err().to_string().contains("distinct"));
+        assert!(toml::from_str::<Topology>("cluster = \"x\"\nbogus = 1\ndc = []").is_err());
+    }
+}

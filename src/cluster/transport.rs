@@ -1,0 +1,485 @@
+//! Messages between data centers: gRPC (tonic, `proto/peer.proto`) carrying
+//! postcard-encoded protocol envelopes, with the WAN emulated at the sender.
+//!
+//! ```text
+//!   driver ──send(env)──▶ Outbox ──(WAN delay, loss, cut)──▶ per-peer task ──Deliver──▶
+//!   peer's PeerService ──checks cluster, sender, decodes──▶ that node's driver inbox
+//! ```
+//!
+//! Nothing here is reliable and nothing needs to be: the commit protocol retransmits
+//! what it still needs, tolerates loss, duplication and reordering, and only releases a
+//! message once its state is synced. A peer that is down, slow or speaking garbage costs
+//! dropped batches and a log line, never a stuck sender (RPCs have timeouts, each peer
+//! has its own task). Before a node sends to a peer it checks with `Hello` that the peer
+//! belongs to the same cluster and is the DC it is supposed to be.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use replication::DcId;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use txn::participant::Envelope;
+
+use super::status::PeerHealth;
+use super::topology::Link;
+use super::wan::Wan;
+
+pub mod proto {
+    tonic::include_proto!("meridian.peer");
+}
+
+use proto::peer_client::PeerClient;
+use proto::peer_server::{Peer, PeerServer};
+use proto::{Ack, Batch, HelloReply, HelloRequest, WanReply, WanRequest};
+
+/// Largest gRPC message accepted: a batch can carry a transaction's whole write set.
+pub const MESSAGE_BYTES_MAX: usize = 512 << 20;
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The receiving side: hands decoded envelopes addressed to this DC to its driver.
+pub struct PeerService {
+    cluster: String,
+    me: DcId,
+    dcs: usize,
+    inbox: mpsc::UnboundedSender<Envelope>,
+    wan: Arc<Wan>,
+    health: Arc<PeerHealth>,
+}
+
+impl PeerService {
+    pub fn server(
+        cluster: String,
+        me: DcId,
+        dcs: usize,
+        inbox: mpsc::UnboundedSender<Envelope>,
+        wan: Arc<Wan>,
+        health: Arc<PeerHealth>,
+    ) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService {
+            cluster,
+            me,
+            dcs,
+            inbox,
+            wan,
+            health,
+        })
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+    }
+
+    fn check_sender(&self, cluster: &str, from: u32) -> Result<DcId, Status> {
+        if cluster != self.cluster {
+            return Err(Status::permission_denied(format!(
+                "this node belongs to cluster '{}', not '{cluster}'",
+                self.cluster
+            )));
+        }
+        match DcId::try_from(from) {
+            Ok(dc) if usize::from(dc) < self.dcs && dc != self.me => Ok(dc),
+            _ => Err(Status::invalid_argument(format!(
+                "no DC {from} can send to DC {} of a {}-DC cluster",
+                self.me, self.dcs
+            ))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let r = request.into_inner();
+        self.check_sender(&r.cluster, r.from)?;
+        Ok(Response::new(HelloReply {
+            cluster: self.cluster.clone(),
+            dc: u32::from(self.me),
+        }))
+    }
+
+    async fn deliver(&self, request: Request<Batch>) -> Result<Response<Ack>, Status> {
+        let batch = request.into_inner();
+        let from = self.check_sender(&batch.cluster, batch.from)?;
+        // Decode the whole batch first: a garbled one is refused entirely.
+        let mut envelopes = Vec::with_capacity(batch.envelopes.len());
+        for bytes in &batch.envelopes {
+            let env: Envelope = postcard::from_bytes(bytes)
+                .map_err(|e| Status::invalid_argument(format!("undecodable message: {e}")))?;
+            if env.from != from || env.to != self.me {
+                return Err(Status::invalid_argument(format!(
+                    "message from DC {} to DC {} in a batch from DC {from} to DC {}",
+                    env.from, env.to, self.me
+                )));
+            }
+            envelopes.push(env);
+        }
+        self.health.heard(from);
+        for env in envelopes {
+            if self.inbox.send(env).is_err() {
+                return Err(Status::unavailable("the node is stopping"));
+            }
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn set_wan(&self, request: Request<WanRequest>) -> Result<Response<WanReply>, Status> {
+        let r = request.into_inner();
+        if r.cluster != self.cluster {
+            return Err(Status::permission_denied(format!(
+                "this node belongs to cluster '{}', not '{}'",
+                self.cluster, r.cluster
+            )));
+        }
+        let dc = |id: u32| match DcId::try_from(id) {
+            Ok(dc) if usize::from(dc) < self.dcs => Ok(dc),
+            _ => Err(Status::invalid_argument(format!(
+                "no DC {id} in a {}-DC cluster",
+                self.dcs
+            ))),
+        };
+        if r.set_link {
+            if !(0.0..=1.0).contains(&r.loss) {
+                return Err(Status::invalid_argument("loss must be between 0 and 1"));
+            }
+            let between = if r.pair {
+                Some((dc(r.a)?, dc(r.b)?))
+            } else {
+                None
+            };
+            let link = Link {
+                delay_ms: r.delay_ms,
+                jitter_ms: r.jitter_ms,
+                loss: r.loss,
+            };
+            self.wan.set_link(between, link);
+        }
+        if r.set_cut {
+            self.wan.set_cut(dc(r.dc)?, r.cut);
+        }
+        let settings = self.wan.view().describe();
+        tracing::info!(%settings, "WAN emulation changed");
+        Ok(Response::new(WanReply { settings }))
+    }
+}
+
+/// Sends a WAN change to the node at `addr`; returns its settings afterwards.
+pub async fn set_wan(addr: SocketAddr, request: WanRequest) -> anyhow::Result<String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(RPC_TIMEOUT)
+        .timeout(RPC_TIMEOUT);
+    let mut client = PeerClient::new(endpoint.connect().await?);
+    let reply = client.set_wan(request).await?;
+    Ok(reply.into_inner().settings)
+}
+
+/// Encoded messages waiting for one peer (in the delay queue or the RPC in flight) at
+/// most; beyond it new messages to that peer are dropped (the protocol retransmits what
+/// it still needs), so a peer that is paused or slow cannot make this node's memory grow
+/// without bound.
+pub const PEER_QUEUE_BYTES_MAX: usize = 64 << 20;
+
+/// One peer's sending task and what it holds.
+struct PeerQueue {
+    tx: mpsc::UnboundedSender<(Instant, Vec<u8>)>,
+    queued: Arc<AtomicUsize>,
+    dropped: AtomicU64,
+}
+
+/// The sending side: one task per peer DC, each with its own delay queue.
+pub struct Outbox {
+    me: DcId,
+    wan: Arc<Wan>,
+    peers: Vec<Option<PeerQueue>>,
+}
+
+impl Outbox {
+    /// Starts a sender task for every other DC (`peers[d]` is DC d's peer address).
+    pub fn start(cluster: &str, me: DcId, peers: &[SocketAddr], wan: Arc<Wan>) -> Outbox {
+        let senders = peers
+            .iter()
+            .enumerate()
+            .map(|(d, addr)| {
+                let to = d as DcId;
+                (to != me).then(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let queued = Arc::new(AtomicUsize::new(0));
+                    let task = send_loop(cluster.to_string(), me, to, *addr, rx, queued.clone());
+                    tokio::spawn(task);
+                    PeerQueue {
+                        tx,
+                        queued,
+                        dropped: AtomicU64::new(0),
+                    }
+                })
+            })
+            .collect();
+        Outbox {
+            me,
+            wan,
+            peers: senders,
+        }
+    }
+
+    /// Sends after the emulated delay, or drops (emulated loss or cut, or the peer's
+    /// queue is full).
+    pub fn send(&self, env: Envelope) {
+        let Some(Some(peer)) = self.peers.get(usize::from(env.to)) else {
+            return;
+        };
+        let Some(delay) = self.wan.delay(self.me, env.to) else {
+            return;
+        };
+        let bytes = postcard::to_allocvec(&env).expect("envelopes encode");
+        if peer.queued.load(Ordering::Relaxed) + bytes.len() > PEER_QUEUE_BYTES_MAX {
+            // Logged once per 10 000 drops: a stalled peer drops a lot.
+            if peer.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+                tracing::warn!(to = env.to, "peer queue full; dropping messages to it");
+            }
+            return;
+        }
+        peer.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+        let _ = peer.tx.send((Instant::now() + delay, bytes));
+    }
+}
+
+async fn send_loop(
+    cluster: String,
+    me: DcId,
+    to: DcId,
+    addr: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+    queued: Arc<AtomicUsize>,
+) {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a socket address is a valid URI")
+        .connect_timeout(RPC_TIMEOUT)
+        .timeout(RPC_TIMEOUT);
+    let client = PeerClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX);
+    let mut verified = false;
+    let mut queue: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut pending = std::collections::HashMap::new();
+    let mut seq = 0u64;
+    loop {
+        let next_due = queue.peek().map(|Reverse((due, _))| *due);
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some((due, env)) => {
+                    seq += 1;
+                    queue.push(Reverse((due, seq)));
+                    pending.insert(seq, env);
+                }
+                None => return,
+            },
+            () = sleep_until(next_due) => {}
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some(Reverse((at, id))) = queue.peek().copied() {
+            if at > now {
+                break;
+            }
+            queue.pop();
+            if let Some(env) = pending.remove(&id) {
+                due.push(env);
+            }
+        }
+        if due.is_empty() {
+            continue;
+        }
+        let bytes: usize = due.iter().map(Vec::len).sum();
+        if !verified {
+            verified = hello(client.clone(), &cluster, me, to, addr).await;
+        }
+        if !verified {
+            queued.fetch_sub(bytes, Ordering::Relaxed);
+            continue; // dropped; the protocol retransmits
+        }
+        let batch = Batch {
+            cluster: cluster.clone(),
+            from: u32::from(me),
+            envelopes: due,
+        };
+        let delivered = client.clone().deliver(batch).await;
+        queued.fetch_sub(bytes, Ordering::Relaxed);
+        if let Err(status) = delivered {
+            tracing::debug!(to, %addr, %status, "delivery failed; dropped");
+            if status.code() == tonic::Code::PermissionDenied {
+                verified = false;
+            }
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks that `addr` is DC `to` of this cluster; logs why not.
+async fn hello(
+    mut client: PeerClient<Channel>,
+    cluster: &str,
+    me: DcId,
+    to: DcId,
+    addr: SocketAddr,
+) -> bool {
+    let request = HelloRequest {
+        cluster: cluster.to_string(),
+        from: u32::from(me),
+    };
+    match client.hello(request).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            if reply.cluster == cluster && reply.dc == u32::from(to) {
+                tracing::info!(to, %addr, "connected to peer");
+                true
+            } else {
+                tracing::error!(
+                    %addr,
+                    "peer is DC {} of cluster '{}', expected DC {to} of '{cluster}': not sending to it",
+                    reply.dc,
+                    reply.cluster
+                );
+                false
+            }
+        }
+        Err(status) => {
+            tracing::debug!(to, %addr, %status, "peer unreachable");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::topology::{DcSpec, Learn, Topology};
+    use txn::participant::{Closed, Msg};
+
+    fn service() -> (PeerService, mpsc::UnboundedReceiver<Envelope>) {
+        let dcs = (0..3u8)
+            .map(|i| DcSpec {
+                id: i,
+                name: format!("dc{i}"),
+                sql: SocketAddr::from(([127, 0, 0, 1], 1000 + u16::from(i))),
+                peer: SocketAddr::from(([127, 0, 0, 1], 2000 + u16::from(i))),
+            })
+            .collect();
+        let topology = Topology {
+            cluster: "c".into(),
+            learn: Learn::Owner,
+            wan: Link::default(),
+            dcs,
+        };
+        let wan = Arc::new(Wan::new(Link::default()));
+        let health = Arc::new(PeerHealth::new(topology, 1, wan.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let service = PeerService {
+            cluster: "c".into(),
+            me: 1,
+            dcs: 3,
+            inbox: tx,
+            wan,
+            health,
+        };
+        (service, rx)
+    }
+
+    fn closed(from: DcId, to: DcId) -> Vec<u8> {
+        let env = Envelope {
+            from,
+            to,
+            depth: 1,
+            msg: Msg::Closed(Closed {
+                floor: 5,
+                voted_upto: vec![0, 0, 0],
+            }),
+        };
+        postcard::to_allocvec(&env).unwrap()
+    }
+
+    fn batch(cluster: &str, from: u32, envelopes: Vec<Vec<u8>>) -> Request<Batch> {
+        Request::new(Batch {
+            cluster: cluster.into(),
+            from,
+            envelopes,
+        })
+    }
+
+    #[tokio::test]
+    async fn strangers_garbage_and_misaddressed_batches_are_refused_whole() {
+        let (service, mut rx) = service();
+        let refused = [
+            (
+                batch("other", 0, vec![closed(0, 1)]),
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                batch("c", 1, vec![closed(1, 1)]),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                batch("c", 7, vec![closed(0, 1)]),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                batch("c", 0, vec![closed(0, 1), b"\xff\x00garbage".to_vec()]),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                batch("c", 0, vec![closed(2, 1)]),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                batch("c", 0, vec![closed(0, 2)]),
+                tonic::Code::InvalidArgument,
+            ),
+        ];
+        for (request, code) in refused {
+            let status = service.deliver(request).await.unwrap_err();
+            assert_eq!(status.code(), code, "{status}");
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing of a refused batch is delivered"
+        );
+        service
+            .deliver(batch("c", 0, vec![closed(0, 1), closed(0, 1)]))
+            .await
+            .unwrap();
+        assert_eq!(rx.try_recv().unwrap().from, 0);
+        assert_eq!(rx.try_recv().unwrap().from, 0);
+        let dc0 = &service.health.statuses()[0];
+        assert_eq!(dc0.state, "up");
+    }
+
+    #[tokio::test]
+    async fn hello_names_the_cluster_and_dc_and_refuses_strangers() {
+        let (service, _rx) = service();
+        let reply = service
+            .hello(Request::new(HelloRequest {
+                cluster: "c".into(),
+                from: 2,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((reply.cluster.as_str(), reply.dc), ("c", 1));
+        let status = service
+            .hello(Request::new(HelloRequest {
+                cluster: "d".into(),
+                from: 2,
+            }))
+            .await
+            .unwrap_err();
+        assert!(status.message().contains("belongs to cluster 'c'"));
+    }
+}

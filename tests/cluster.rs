@@ -1,0 +1,310 @@
+//! A real multi-DC cluster: `meridian demo` starts one node process per DC with emulated
+//! WAN delay; clients connect to different DCs over the Postgres wire.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::connect;
+use tokio_postgres::Client;
+
+/// A running `meridian demo`; stopped (SIGTERM, which stops its nodes) on drop.
+struct Demo {
+    child: Child,
+    dir: PathBuf,
+    dcs: Vec<serde_json::Value>,
+}
+
+impl Demo {
+    fn start(dir: &Path, dcs: usize, wan_delay_ms: u64) -> Demo {
+        let base = base_port(dcs);
+        let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["demo", "--dcs", &dcs.to_string()])
+            .args(["--wan-delay-ms", &wan_delay_ms.to_string()])
+            .args(["--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start meridian demo");
+        let json = dir.join("demo.json");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !json.exists() {
+            assert!(Instant::now() < deadline, "demo did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(100)); // the file is written whole
+        let dcs: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        Demo {
+            child,
+            dir: dir.to_path_buf(),
+            dcs,
+        }
+    }
+
+    fn url(&self, dc: usize) -> String {
+        self.dcs[dc]["url"].as_str().unwrap().to_string()
+    }
+
+    async fn client(&self, dc: usize) -> Client {
+        connect(&self.url(dc).replace("postgres://", "postgres://tester@")).await
+    }
+
+    fn pid(&self, dc: usize) -> u32 {
+        self.dcs[dc]["pid"].as_u64().unwrap() as u32
+    }
+
+    /// Starts DC `dc`'s node again by hand (after it was killed).
+    fn restart_node(&self, dc: usize) -> Child {
+        let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .arg("node")
+            .arg("--cluster")
+            .arg(self.dir.join("cluster.toml"))
+            .args(["--dc", &dc.to_string()])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("dc{dc}")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("restart node");
+        let addr = self
+            .url(dc)
+            .trim_start_matches("postgres://")
+            .replace("/postgres", "");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "restarted node did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A base port with `dcs` free SQL ports and `dcs` free peer ports above it.
+fn base_port(dcs: usize) -> u16 {
+    loop {
+        let base = common::free_port();
+        if base > 60_000 {
+            continue;
+        }
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if (0..dcs as u16).all(|i| free(base + i) && free(base + 1000 + i)) {
+            return base;
+        }
+    }
+}
+
+fn kill9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `SHOW DATA CENTERS` as (name, local, state) rows.
+async fn data_centers(client: &Client) -> Vec<(String, bool, String)> {
+    client
+        .simple_query("SHOW DATA CENTERS")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                r.get("name").unwrap().to_string(),
+                r.get("local").unwrap() == "t",
+                r.get("state").unwrap().to_string(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until DC `dc` shows `state` in `client`'s `SHOW DATA CENTERS`.
+async fn wait_state(client: &Client, dc: usize, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = data_centers(client).await;
+        if rows[dc].2 == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "DC {dc} never {state}: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn total(client: &Client) -> i64 {
+    client
+        .query_one("SELECT sum(bal)::bigint FROM acct", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn balance(client: &Client, id: i32) -> i32 {
+    client
+        .query_one("SELECT bal FROM acct WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dc_serves_sql_and_sees_commits_acknowledged_in_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 3, 20);
+    assert_eq!(demo.dcs.len(), 3);
+    for (i, dc) in demo.dcs.iter().enumerate() {
+        assert_eq!(dc["dc"], i);
+        assert!(dc["pid"].as_u64().unwrap() > 0);
+    }
+    let frankfurt = demo.client(0).await;
+    frankfurt
+        .batch_execute(
+            "CREATE TABLE acct (id int PRIMARY KEY, bal int NOT NULL);
+             INSERT INTO acct VALUES (1, 100), (2, 100), (3, 100);",
+        )
+        .await
+        .unwrap();
+    // A commit acknowledged in DC 0 is seen by a statement that starts later in DC 1.
+    let virginia = demo.client(1).await;
+    assert_eq!(total(&virginia).await, 300);
+    // Every DC as DC 1 sees it.
+    wait_state(&virginia, 0, "up").await;
+    wait_state(&virginia, 2, "up").await;
+    let dcs = data_centers(&virginia).await;
+    let names: Vec<&str> = dcs.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!(names, ["frankfurt", "virginia", "tokyo"]);
+    assert_eq!(dcs[1], ("virginia".into(), true, "local".into()));
+    // The commit notice reports the WAN delays and phases of a write (psql prints it).
+    let out = Command::new("psql")
+        .arg(demo.url(1).replace("postgres://", "postgres://tester@"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(["-c", "SET meridian.commit_trace = on"])
+        .args(["-c", "UPDATE acct SET bal = bal + 0 WHERE id = 2"])
+        .output()
+        .expect("run psql");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("NOTICE:  execute") && stderr.contains("WAN delays, protocol"),
+        "{stderr}"
+    );
+    let tokyo = demo.client(2).await;
+    tokyo
+        .execute("UPDATE acct SET bal = bal - 10 WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(balance(&frankfurt, 1).await, 90);
+    // An explicit transaction block in DC 1: a transfer.
+    virginia
+        .batch_execute(
+            "BEGIN;
+             UPDATE acct SET bal = bal - 5 WHERE id = 2;
+             UPDATE acct SET bal = bal + 5 WHERE id = 3;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance(&tokyo, 3).await, 105);
+    assert_eq!(total(&tokyo).await, 290);
+
+    // Kill DC 2 outright: the two others keep committing and reading.
+    kill9(demo.pid(2));
+    for i in 0..5 {
+        frankfurt
+            .execute("UPDATE acct SET bal = bal + 1 WHERE id = 1", &[])
+            .await
+            .unwrap_or_else(|e| panic!("commit {i} with DC 2 down: {e}"));
+    }
+    assert_eq!(balance(&virginia, 1).await, 95);
+    wait_state(&frankfurt, 2, "unreachable").await;
+
+    // DC 2 restarts from its disk and catches up.
+    let mut restarted = demo.restart_node(2);
+    let tokyo = demo.client(2).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokyo
+            .query_one("SELECT bal FROM acct WHERE id = 1", &[])
+            .await
+        {
+            Ok(row) if row.get::<_, i32>(0) == 95 => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "DC 2 did not catch up: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(total(&tokyo).await, 295);
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_peer_port_and_foreign_data_directories_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 3, 5);
+    // A peer port spoken to in garbage: the node stays up and keeps committing.
+    let peer_port = demo.dcs[1]["peer"].as_str().unwrap().to_string();
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&peer_port).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff garbage \x16\x03\x01");
+        let mut s = std::net::TcpStream::connect(&peer_port).unwrap();
+        let _ = s.write_all(&[0u8; 4096]);
+    }
+    let virginia = demo.client(1).await;
+    virginia
+        .batch_execute("CREATE TABLE t (k int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    kill9(demo.pid(0));
+    std::thread::sleep(Duration::from_millis(300));
+    // Two of three DCs still commit.
+    virginia
+        .execute("INSERT INTO t VALUES (2)", &[])
+        .await
+        .unwrap();
+    // DC 1's node pointed at DC 0's directory: refused, nothing touched.
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("node")
+        .arg("--cluster")
+        .arg(dir.path().join("cluster.toml"))
+        .args(["--dc", "1"])
+        .arg("--data-dir")
+        .arg(dir.path().join("dc0"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("belongs to DC 0 of cluster 'demo'"),
+        "{stderr}"
+    );
+    // `meridian start` refuses a cluster's directory too.
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["start", "--data-dir"])
+        .arg(dir.path().join("dc0"))
+        .args(["--sql-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to a multi-DC cluster"));
+}
