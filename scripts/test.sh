@@ -9,6 +9,8 @@
 #      records listed in sqllogic/known-failures.txt (features not built yet) may fail,
 #      any other failure, or a listed record that passes, fails the step
 #   5. `meridian sim`: the cross-DC commit protocol over a few hundred seeded runs with faults
+#   6. `meridian jepsen`: a 3-DC cluster of real processes under kills, pauses and
+#      partitions, list-append and bank workloads over the wire, histories checked
 # Every step runs even if an earlier one failed (the sqllogic steps need the build);
 # the last line is `N passed, N failed` over the steps. Exit status 0 only if all passed.
 set -euo pipefail
@@ -108,6 +110,24 @@ if [[ $build_ok == 1 && -x "$BIN" ]]; then
   step sim sim_ci
 else
   results+=("FAIL sim (not run: no build of $BIN)")
+  failed=$((failed + 1))
+fi
+
+# Jepsen-style runs on real processes (src/jepsen): short ones here; the documented runs
+# are 10 000 transactions each (README). Histories stay in a temporary directory.
+jepsen_ci() {
+  local dir
+  dir=$(mktemp -d)
+  "$BIN" jepsen --workload append --txns 2000 --nemesis-interval-s 3 --data-dir "$dir/append" &&
+    "$BIN" jepsen --workload bank --txns 2000 --nemesis-interval-s 3 --data-dir "$dir/bank"
+  local status=$?
+  rm -rf "$dir"
+  return $status
+}
+if [[ $build_ok == 1 && -x "$BIN" ]]; then
+  step jepsen jepsen_ci
+else
+  results+=("FAIL jepsen (not run: no build of $BIN)")
   failed=$((failed + 1))
 fi
 
