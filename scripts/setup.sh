@@ -7,6 +7,7 @@
 #   postgresql       the PostgreSQL 15 reference server the tests compare against
 #   postgresql-client psql
 #   protobuf-compiler protoc, for the inter-node gRPC service (build.rs)
+#   openssl          certificates for the nodes' mutual-TLS test (tests/cluster.rs)
 # Rust is not installed here: cargo must already be on PATH (rustup).
 set -euo pipefail
 
@@ -42,6 +43,7 @@ have_libclang || missing+=(libclang-dev)
 pg_bindir >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]} > 0)); then
   echo "setup: installing ${missing[*]}"

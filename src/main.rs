@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -52,11 +53,17 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         block_cache_mib: usize,
     },
-    /// Run one data center's node of a multi-DC cluster described by a TOML file.
+    /// Run one data center's node of a multi-DC cluster described by a TOML file, or
+    /// join one by the peer address of any member.
+    #[command(group(clap::ArgGroup::new("topology").required(true).args(["cluster", "join"])))]
     Node {
         /// The cluster file (see `meridian demo`'s cluster.toml for an example).
         #[arg(long)]
-        cluster: PathBuf,
+        cluster: Option<PathBuf>,
+        /// The peer address of any running member: its cluster file is fetched and kept
+        /// as <data-dir>/cluster.toml (clusters without TLS).
+        #[arg(long)]
+        join: Option<SocketAddr>,
         /// This node's data-center id in the file.
         #[arg(long)]
         dc: u8,
@@ -236,13 +243,26 @@ fn main() -> anyhow::Result<()> {
         })),
         Command::Node {
             cluster,
+            join,
             dc,
             data_dir,
             clock_bound_ms,
             query_memory_mib,
             block_cache_mib,
         } => {
-            let topology = cluster::topology::Topology::load(&cluster)?;
+            let topology = match (cluster, join) {
+                (Some(file), _) => cluster::topology::Topology::load(&file)?,
+                (None, Some(member)) => {
+                    let topology = runtime.block_on(cluster::transport::fetch_topology(member))?;
+                    std::fs::create_dir_all(&data_dir)?;
+                    let kept = data_dir.join("cluster.toml");
+                    std::fs::write(&kept, topology.to_toml())
+                        .with_context(|| format!("cannot write {}", kept.display()))?;
+                    tracing::info!(%member, file = %kept.display(), "joined: cluster file fetched");
+                    topology
+                }
+                (None, None) => anyhow::bail!("give --cluster FILE or --join ADDRESS"),
+            };
             runtime.block_on(cluster::run(cluster::ClusterNodeConfig {
                 topology,
                 dc,
@@ -295,10 +315,11 @@ fn main() -> anyhow::Result<()> {
                 dc: u32::from(cut.or(heal).unwrap_or(0)),
                 cut: cut.is_some(),
             };
+            let tls = cluster::tls::PeerTls::load(&topology, None)?;
             runtime.block_on(async {
                 let mut failed = 0;
                 for dc in &topology.dcs {
-                    match cluster::transport::set_wan(dc.peer, request.clone()).await {
+                    match cluster::transport::set_wan(dc, tls.as_ref(), request.clone()).await {
                         Ok(settings) => println!("DC {} ({}): {settings}", dc.id, dc.name),
                         Err(e) => {
                             failed += 1;

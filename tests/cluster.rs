@@ -59,12 +59,12 @@ impl Demo {
         self.dcs[dc]["pid"].as_u64().unwrap() as u32
     }
 
-    /// Starts DC `dc`'s node again by hand (after it was killed).
-    fn restart_node(&self, dc: usize) -> Child {
+    /// Starts DC `dc`'s node again by hand (after it was killed), joining by the peer
+    /// address of DC `member` instead of reading the cluster file.
+    fn restart_node(&self, dc: usize, member: usize) -> Child {
         let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
             .arg("node")
-            .arg("--cluster")
-            .arg(self.dir.join("cluster.toml"))
+            .args(["--join", self.dcs[member]["peer"].as_str().unwrap()])
             .args(["--dc", &dc.to_string()])
             .arg("--data-dir")
             .arg(self.dir.join(format!("dc{dc}")))
@@ -236,7 +236,7 @@ async fn every_dc_serves_sql_and_sees_commits_acknowledged_in_another() {
     wait_state(&frankfurt, 2, "unreachable").await;
 
     // DC 2 restarts from its disk and catches up.
-    let mut restarted = demo.restart_node(2);
+    let mut restarted = demo.restart_node(2, 0);
     let tokyo = demo.client(2).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -307,4 +307,153 @@ async fn garbage_on_the_peer_port_and_foreign_data_directories_are_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to a multi-DC cluster"));
+}
+
+/// Runs openssl in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`<ca>.pem`/`.key`) and, signed by it, a certificate per name (`<name>.pem`/`.key`,
+/// subjectAltName DNS:<name>).
+fn certificates(dir: &Path, ca: &str, names: &[&str]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let subject = format!("/CN={ca}");
+    let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+    args.extend(ec);
+    args.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+    openssl(dir, &args);
+    for name in names {
+        let (pem, key, csr) = (
+            format!("{name}.pem"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+        );
+        let (subject, ext) = (format!("/CN={name}"), format!("{name}.ext"));
+        std::fs::write(dir.join(&ext), format!("subjectAltName=DNS:{name}\n")).unwrap();
+        let mut args = vec!["req", "-subj", &subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+}
+
+fn start_node(cluster: &Path, dc: usize, data_dir: &Path, sql: &str) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("node")
+        .arg("--cluster")
+        .arg(cluster)
+        .args(["--dc", &dc.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(sql).is_err() {
+        assert!(Instant::now() < deadline, "DC {dc} did not listen on {sql}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_speak_mutual_tls_and_refuse_a_certificate_of_another_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    let names = ["frankfurt", "virginia", "tokyo"];
+    certificates(certs, "ca", &names);
+    certificates(certs, "rogue-ca", &["rogue"]);
+    let base = base_port(3);
+    let cluster_file = |dc1_cert: &str| {
+        let mut toml =
+            "cluster = \"tls\"\n[wan]\ndelay_ms = 5\n[tls]\nca = \"ca.pem\"\n".to_string();
+        for (i, name) in names.iter().enumerate() {
+            let cert = if i == 1 { dc1_cert } else { name };
+            toml.push_str(&format!(
+                "[[dc]]\nid = {i}\nname = \"{name}\"\nsql = \"127.0.0.1:{}\"\n\
+                 peer = \"127.0.0.1:{}\"\ntls_cert = \"{cert}.pem\"\ntls_key = \"{cert}.key\"\n",
+                base + i as u16,
+                base + 1000 + i as u16
+            ));
+        }
+        toml
+    };
+    let good = certs.join("cluster.toml");
+    std::fs::write(&good, cluster_file("virginia")).unwrap();
+    let sql = |dc: usize| format!("127.0.0.1:{}", base + dc as u16);
+    let mut nodes: Vec<Child> = (0..3)
+        .map(|dc| start_node(&good, dc, &certs.join(format!("dc{dc}")), &sql(dc)))
+        .collect();
+    let url = |dc: usize| format!("postgres://tester@{}/postgres", sql(dc));
+    let frankfurt = connect(&url(0)).await;
+    frankfurt
+        .batch_execute("CREATE TABLE t (k int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let tokyo = connect(&url(2)).await;
+    let n: i64 = tokyo
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the commit crossed DCs over TLS");
+    wait_state(&frankfurt, 1, "up").await;
+
+    // Virginia comes back with a certificate of another CA: nobody talks to it.
+    let _ = nodes[1].kill();
+    let _ = nodes[1].wait();
+    let rogue = certs.join("rogue.toml");
+    std::fs::write(&rogue, cluster_file("rogue")).unwrap();
+    nodes[1] = start_node(&rogue, 1, &certs.join("dc1"), &sql(1));
+    wait_state(&frankfurt, 1, "unreachable").await;
+    let virginia = connect(&url(1)).await;
+    wait_state(&virginia, 0, "unreachable").await;
+    frankfurt
+        .execute("INSERT INTO t VALUES (2)", &[])
+        .await
+        .expect("two DCs of three still commit");
+    for mut node in nodes {
+        let _ = node.kill();
+        let _ = node.wait();
+    }
 }

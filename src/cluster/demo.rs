@@ -62,6 +62,8 @@ pub fn topology(cfg: &DemoConfig) -> anyhow::Result<Topology> {
                 name: NAMES[i].to_string(),
                 sql: SocketAddr::from((Ipv4Addr::LOCALHOST, port(i)?)),
                 peer: SocketAddr::from((Ipv4Addr::LOCALHOST, port(1000 + i)?)),
+                tls_cert: None,
+                tls_key: None,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -74,6 +76,7 @@ pub fn topology(cfg: &DemoConfig) -> anyhow::Result<Topology> {
             loss: 0.0,
         },
         dcs,
+        tls: None,
     };
     topology.validate()?;
     Ok(topology)

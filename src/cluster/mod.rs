@@ -19,11 +19,11 @@ pub mod demo;
 pub mod driver;
 pub mod local;
 pub mod status;
+pub mod tls;
 pub mod topology;
 pub mod transport;
 pub mod wan;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ use txn::{SystemClock, TxnManager};
 
 use self::driver::Driver;
 use self::status::PeerHealth;
+use self::tls::PeerTls;
 use self::topology::Topology;
 use self::transport::{Outbox, PeerService};
 use self::wan::Wan;
@@ -95,17 +96,22 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         std::net::TcpListener::bind(me.peer)
             .with_context(|| format!("cannot listen for peers on {}", me.peer))?,
     );
-    let peers: Vec<SocketAddr> = topology.dcs.iter().map(|d| d.peer).collect();
-    let outbox = Outbox::start(&topology.cluster, me.id, &peers, wan.clone());
-    let service = PeerService::server(topology.cluster.clone(), me.id, dcs, inbox_tx, wan, health);
+    let tls = PeerTls::load(&topology, Some(me.id))?;
+    let outbox = Outbox::start(&topology, me.id, tls.as_ref(), wan.clone())?;
+    let service = PeerService::server(&topology, me.id, inbox_tx, wan, health);
     let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
-    let peer_server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_shutdown(me.peer, async {
-                let _ = peers_stopped.await;
-            }),
-    );
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        server = server
+            .tls_config(tls.server())
+            .context("invalid TLS configuration")?;
+    }
+    let peer_server = tokio::spawn(server.add_service(service).serve_with_shutdown(
+        me.peer,
+        async {
+            let _ = peers_stopped.await;
+        },
+    ));
     let driver = tokio::spawn(driver.run(txns, outbox));
 
     tracing::info!(cluster = %topology.cluster, dc = me.id, name = %me.name, sql = %me.sql,

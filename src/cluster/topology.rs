@@ -15,14 +15,25 @@
 //! name = "frankfurt"
 //! sql = "127.0.0.1:5433"    # PostgreSQL clients
 //! peer = "127.0.0.1:6433"   # other DCs' nodes (gRPC)
+//! tls_cert = "frankfurt.pem" # with [tls]: this node's certificate and key (optional
+//! tls_key = "frankfurt.key"  # when [tls] names cluster-wide ones)
+//!
+//! [tls]                # optional: mutual TLS between nodes
+//! ca = "ca.pem"        # the CA every node's certificate must chain to
+//! cert = "node.pem"    # default certificate and key (also `meridian wan`'s identity)
+//! key = "node.key"
 //! ```
+//!
+//! With `[tls]` a node's certificate must name its DC (`subjectAltName DNS:<name>`): a
+//! node verifies that the peer at DC d's address holds d's name, and every peer's
+//! certificate must chain to the CA. Relative paths are relative to the cluster file.
 //!
 //! Validation refuses what would break the protocol's quorums or confuse peers: an even
 //! number of DCs, ids that are not exactly 0..D, duplicate names or addresses.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use replication::DcId;
@@ -50,6 +61,21 @@ pub struct DcSpec {
     pub name: String,
     pub sql: SocketAddr,
     pub peer: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Mutual TLS between nodes (module docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    pub ca: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// The commit protocol's learning rule, cluster-wide.
@@ -82,18 +108,54 @@ pub struct Topology {
     pub wan: Link,
     #[serde(rename = "dc")]
     pub dcs: Vec<DcSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
 
 impl Topology {
     pub fn load(path: &Path) -> anyhow::Result<Topology> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the cluster file {}", path.display()))?;
-        let topology: Topology = toml::from_str(&text)
-            .with_context(|| format!("cannot parse the cluster file {}", path.display()))?;
-        topology
-            .validate()
+        let mut topology = Topology::parse(&text)
             .with_context(|| format!("invalid cluster file {}", path.display()))?;
+        if let Some(dir) = path.parent() {
+            topology.resolve_paths(dir);
+        }
         Ok(topology)
+    }
+
+    /// Parses and validates a cluster file's text.
+    pub fn parse(text: &str) -> anyhow::Result<Topology> {
+        let topology: Topology = toml::from_str(text)?;
+        topology.validate()?;
+        Ok(topology)
+    }
+
+    /// Makes the TLS paths relative to `dir` absolute.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            tls.ca = dir.join(&tls.ca);
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+        }
+        for dc in &mut self.dcs {
+            fix(&mut dc.tls_cert);
+            fix(&mut dc.tls_key);
+        }
+    }
+
+    /// DC `id`'s certificate and key files (None without TLS).
+    pub fn tls_identity(&self, id: DcId) -> Option<(&Path, &Path)> {
+        let tls = self.tls.as_ref()?;
+        let dc = self.dcs.iter().find(|d| d.id == id)?;
+        let cert = dc.tls_cert.as_ref().or(tls.cert.as_ref())?;
+        let key = dc.tls_key.as_ref().or(tls.key.as_ref())?;
+        Some((cert, key))
     }
 
     pub fn to_toml(&self) -> String {
@@ -122,6 +184,18 @@ impl Topology {
         }
         if !(0.0..=1.0).contains(&self.wan.loss) {
             bail!("wan.loss must be between 0 and 1");
+        }
+        if self.tls.is_some() {
+            for dc in &self.dcs {
+                if self.tls_identity(dc.id).is_none() {
+                    bail!(
+                        "[tls] is set but DC {} ({}) has no certificate and key \
+                         (tls_cert/tls_key, or cert/key under [tls])",
+                        dc.id,
+                        dc.name
+                    );
+                }
+            }
         }
         Ok(())
     }

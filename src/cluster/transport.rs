@@ -20,10 +20,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use replication::DcId;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
+
+use super::tls::{endpoint, PeerTls};
+use super::topology::{DcSpec, Topology};
 use tonic::{Request, Response, Status};
 use txn::participant::Envelope;
 
@@ -37,7 +41,9 @@ pub mod proto {
 
 use proto::peer_client::PeerClient;
 use proto::peer_server::{Peer, PeerServer};
-use proto::{Ack, Batch, HelloReply, HelloRequest, WanReply, WanRequest};
+use proto::{
+    Ack, Batch, HelloReply, HelloRequest, TopologyReply, TopologyRequest, WanReply, WanRequest,
+};
 
 /// Largest gRPC message accepted: a batch can carry a transaction's whole write set.
 pub const MESSAGE_BYTES_MAX: usize = 512 << 20;
@@ -51,24 +57,26 @@ pub struct PeerService {
     inbox: mpsc::UnboundedSender<Envelope>,
     wan: Arc<Wan>,
     health: Arc<PeerHealth>,
+    /// The cluster file, for joining nodes.
+    topology: String,
 }
 
 impl PeerService {
     pub fn server(
-        cluster: String,
+        topology: &Topology,
         me: DcId,
-        dcs: usize,
         inbox: mpsc::UnboundedSender<Envelope>,
         wan: Arc<Wan>,
         health: Arc<PeerHealth>,
     ) -> PeerServer<PeerService> {
         PeerServer::new(PeerService {
-            cluster,
+            cluster: topology.cluster.clone(),
             me,
-            dcs,
+            dcs: topology.dcs.len(),
             inbox,
             wan,
             health,
+            topology: topology.to_toml(),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
     }
@@ -126,6 +134,15 @@ impl Peer for PeerService {
         Ok(Response::new(Ack {}))
     }
 
+    async fn get_topology(
+        &self,
+        _request: Request<TopologyRequest>,
+    ) -> Result<Response<TopologyReply>, Status> {
+        Ok(Response::new(TopologyReply {
+            toml: self.topology.clone(),
+        }))
+    }
+
     async fn set_wan(&self, request: Request<WanRequest>) -> Result<Response<WanReply>, Status> {
         let r = request.into_inner();
         if r.cluster != self.cluster {
@@ -166,11 +183,37 @@ impl Peer for PeerService {
     }
 }
 
-/// Sends a WAN change to the node at `addr`; returns its settings afterwards.
-pub async fn set_wan(addr: SocketAddr, request: WanRequest) -> anyhow::Result<String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(RPC_TIMEOUT)
-        .timeout(RPC_TIMEOUT);
+/// Asks the node at `addr` (a member's peer address) for its cluster file.
+pub async fn fetch_topology(addr: SocketAddr) -> anyhow::Result<Topology> {
+    let endpoint = endpoint(addr, "", None, RPC_TIMEOUT)?;
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach a member at {addr}"))?;
+    let reply = PeerClient::new(channel)
+        .get_topology(TopologyRequest {})
+        .await
+        .with_context(|| format!("the member at {addr} did not send its cluster file"))?;
+    let toml = reply.into_inner().toml;
+    let topology = Topology::parse(&toml)
+        .with_context(|| format!("the member at {addr} sent an invalid cluster file"))?;
+    if topology.tls.is_some() {
+        anyhow::bail!(
+            "cluster '{}' uses TLS: start this node with --cluster FILE, with its \
+             certificates on this host",
+            topology.cluster
+        );
+    }
+    Ok(topology)
+}
+
+/// Sends a WAN change to the node of DC `dc`; returns its settings afterwards.
+pub async fn set_wan(
+    dc: &DcSpec,
+    tls: Option<&PeerTls>,
+    request: WanRequest,
+) -> anyhow::Result<String> {
+    let endpoint = endpoint(dc.peer, &dc.name, tls, RPC_TIMEOUT)?;
     let mut client = PeerClient::new(endpoint.connect().await?);
     let reply = client.set_wan(request).await?;
     Ok(reply.into_inner().settings)
@@ -197,31 +240,36 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Starts a sender task for every other DC (`peers[d]` is DC d's peer address).
-    pub fn start(cluster: &str, me: DcId, peers: &[SocketAddr], wan: Arc<Wan>) -> Outbox {
-        let senders = peers
-            .iter()
-            .enumerate()
-            .map(|(d, addr)| {
-                let to = d as DcId;
-                (to != me).then(|| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let queued = Arc::new(AtomicUsize::new(0));
-                    let task = send_loop(cluster.to_string(), me, to, *addr, rx, queued.clone());
-                    tokio::spawn(task);
-                    PeerQueue {
-                        tx,
-                        queued,
-                        dropped: AtomicU64::new(0),
-                    }
-                })
-            })
-            .collect();
-        Outbox {
-            me,
-            wan,
-            peers: senders,
+    /// Starts a sender task for every other DC of `topology`.
+    pub fn start(
+        topology: &Topology,
+        me: DcId,
+        tls: Option<&PeerTls>,
+        wan: Arc<Wan>,
+    ) -> anyhow::Result<Outbox> {
+        let mut peers = Vec::new();
+        for dc in &topology.dcs {
+            if dc.id == me {
+                peers.push(None);
+                continue;
+            }
+            let endpoint = endpoint(dc.peer, &dc.name, tls, RPC_TIMEOUT)?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let queued = Arc::new(AtomicUsize::new(0));
+            let route = Route {
+                cluster: topology.cluster.clone(),
+                me,
+                to: dc.id,
+                addr: dc.peer,
+            };
+            tokio::spawn(send_loop(route, endpoint, rx, queued.clone()));
+            peers.push(Some(PeerQueue {
+                tx,
+                queued,
+                dropped: AtomicU64::new(0),
+            }));
         }
+        Ok(Outbox { me, wan, peers })
     }
 
     /// Sends after the emulated delay, or drops (emulated loss or cut, or the peer's
@@ -246,18 +294,26 @@ impl Outbox {
     }
 }
 
-async fn send_loop(
+/// Who sends to whom, for one sending task.
+struct Route {
     cluster: String,
     me: DcId,
     to: DcId,
     addr: SocketAddr,
+}
+
+async fn send_loop(
+    route: Route,
+    endpoint: Endpoint,
     mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
     queued: Arc<AtomicUsize>,
 ) {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a socket address is a valid URI")
-        .connect_timeout(RPC_TIMEOUT)
-        .timeout(RPC_TIMEOUT);
+    let Route {
+        cluster,
+        me,
+        to,
+        addr,
+    } = route;
     let client = PeerClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX);
@@ -361,7 +417,7 @@ async fn hello(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::topology::{DcSpec, Learn, Topology};
+    use crate::cluster::topology::Learn;
     use txn::participant::{Closed, Msg};
 
     fn service() -> (PeerService, mpsc::UnboundedReceiver<Envelope>) {
@@ -371,6 +427,8 @@ mod tests {
                 name: format!("dc{i}"),
                 sql: SocketAddr::from(([127, 0, 0, 1], 1000 + u16::from(i))),
                 peer: SocketAddr::from(([127, 0, 0, 1], 2000 + u16::from(i))),
+                tls_cert: None,
+                tls_key: None,
             })
             .collect();
         let topology = Topology {
@@ -378,6 +436,7 @@ mod tests {
             learn: Learn::Owner,
             wan: Link::default(),
             dcs,
+            tls: None,
         };
         let wan = Arc::new(Wan::new(Link::default()));
         let health = Arc::new(PeerHealth::new(topology, 1, wan.clone()));
@@ -389,6 +448,7 @@ mod tests {
             inbox: tx,
             wan,
             health,
+            topology: String::new(),
         };
         (service, rx)
     }

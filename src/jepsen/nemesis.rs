@@ -136,7 +136,7 @@ async fn cut(cluster: &LocalCluster, dc: usize, cut: bool) -> anyhow::Result<()>
     for node in &cluster.topology.dcs {
         let mut tries = 0;
         loop {
-            match set_wan(node.peer, request.clone()).await {
+            match set_wan(node, None, request.clone()).await {
                 Ok(_) => break,
                 Err(e) if tries >= 20 => {
                     return Err(e).with_context(|| format!("cannot reach DC {}", node.id))
