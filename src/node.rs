@@ -34,8 +34,12 @@ pub fn open_store(data_dir: &Path, block_cache_bytes: usize) -> anyhow::Result<A
         block_cache_bytes,
         ..RocksOptions::default()
     };
-    let engine = RocksEngine::open(&data_dir.join("rocksdb"), &options)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let engine = RocksEngine::open(&data_dir.join("rocksdb"), &options).with_context(|| {
+        format!(
+            "cannot open the store in {} (is another node using it?)",
+            data_dir.display()
+        )
+    })?;
     Ok(Arc::new(Store::open(Arc::new(engine))?))
 }
 

@@ -282,22 +282,23 @@ async fn garbage_on_the_peer_port_and_foreign_data_directories_are_refused() {
         .execute("INSERT INTO t VALUES (2)", &[])
         .await
         .unwrap();
-    // DC 1's node pointed at DC 0's directory: refused, nothing touched.
+    // A second node for DC 1 (which runs) is refused before it claims a directory.
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .arg("node")
         .arg("--cluster")
         .arg(dir.path().join("cluster.toml"))
         .args(["--dc", "1"])
         .arg("--data-dir")
-        .arg(dir.path().join("dc0"))
+        .arg(dir.path().join("second-dc1"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("belongs to DC 0 of cluster 'demo'"),
+        stderr.contains("is another node of DC 1 running"),
         "{stderr}"
     );
+    assert!(!dir.path().join("second-dc1").exists());
     // `meridian start` refuses a cluster's directory too.
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["start", "--data-dir"])
@@ -307,6 +308,42 @@ async fn garbage_on_the_peer_port_and_foreign_data_directories_are_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to a multi-DC cluster"));
+
+    // DC 0's node (its ports are free) pointed at DC 2's directory: refused.
+    kill9(demo.pid(2));
+    std::thread::sleep(Duration::from_millis(300));
+    let node = |data_dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .arg("node")
+            .arg("--cluster")
+            .arg(dir.path().join("cluster.toml"))
+            .args(["--dc", "0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .output()
+            .unwrap()
+    };
+    let out = node(&dir.path().join("dc2"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("belongs to DC 2 of cluster 'demo'"),
+        "{stderr}"
+    );
+    // Nor does it adopt a single node's data.
+    let single = dir.path().join("single");
+    {
+        let node = common::Node::start(&single);
+        node.connect()
+            .await
+            .batch_execute("CREATE TABLE s (k int PRIMARY KEY)")
+            .await
+            .unwrap();
+    }
+    let out = node(&single);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("single-node Meridian"), "{stderr}");
 }
 
 /// Runs openssl in `dir`.

@@ -77,6 +77,19 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     let topology = config.topology;
     let me = topology.dc(config.dc)?.clone();
     let dcs = topology.dcs.len();
+    // Both addresses first: a second node started for this DC fails here, before it
+    // touches a data directory. The peer port is only checked (tonic binds it below).
+    let taken = |what: &str, addr| {
+        format!(
+            "cannot listen for {what} on {addr} (is another node of DC {} running, \
+             or is this not DC {}'s host?)",
+            me.id, me.id
+        )
+    };
+    let sql = TcpListener::bind(me.sql)
+        .await
+        .with_context(|| taken("SQL", me.sql))?;
+    drop(std::net::TcpListener::bind(me.peer).with_context(|| taken("peers", me.peer))?);
     let store = crate::node::open_store(&config.data_dir, config.block_cache_bytes)?;
     check_identity(&store, &topology.cluster, me.id, dcs)?;
 
@@ -88,14 +101,6 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     let txns = TxnManager::new_replicated(store, Arc::new(SystemClock), Arc::new(handle))?;
     let engine = planner::Engine::new(txns.clone(), config.query_memory_bytes);
 
-    let sql = TcpListener::bind(me.sql)
-        .await
-        .with_context(|| format!("cannot listen for SQL on {}", me.sql))?;
-    // Bind-check the peer address now, so a taken port fails the start, not a task.
-    drop(
-        std::net::TcpListener::bind(me.peer)
-            .with_context(|| format!("cannot listen for peers on {}", me.peer))?,
-    );
     let tls = PeerTls::load(&topology, Some(me.id))?;
     let outbox = Outbox::start(&topology, me.id, tls.as_ref(), wan.clone())?;
     let service = PeerService::server(&topology, me.id, inbox_tx, wan, health);
@@ -136,7 +141,8 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses a data directory of another cluster or DC; claims a new one.
+/// Refuses a data directory of another cluster or DC, or of a single node; claims a
+/// new one.
 fn check_identity(store: &Store, cluster: &str, dc: DcId, dcs: usize) -> anyhow::Result<()> {
     let key = Key::Meta(IDENTITY_KEY).encode();
     let want = format!("{cluster}/{dc}/{dcs}");
@@ -156,6 +162,10 @@ fn check_identity(store: &Store, cluster: &str, dc: DcId, dcs: usize) -> anyhow:
                 );
             }
         }
+        None if store.mvcc().last_committed_version()? > 0 => bail!(
+            "the data directory holds the data of a single-node Meridian (`meridian start`); \
+             a cluster's node starts from an empty directory or its own"
+        ),
         None => {
             let mut batch = WriteBatch::new();
             batch.put(key, want.into_bytes());
