@@ -41,12 +41,20 @@ use txn::{
 
 use super::status::PeerHealth;
 use super::transport::Outbox;
+use super::wan::Wan;
 
 const TICK: Duration = Duration::from_millis(5);
 /// Inputs folded into one synced batch at most.
 const BATCH_INPUTS_MAX: usize = 4096;
 /// How often the driver logs its latency figures (when anything happened).
 pub const STATS_PERIOD: Duration = Duration::from_secs(10);
+
+/// How the driver keeps the protocol's timers in step with the emulated WAN: when `wan`
+/// changes, `config` (given the longest one-way delay in µs) yields the new timers.
+pub struct Retime {
+    pub wan: Arc<Wan>,
+    pub config: Box<dyn Fn(u64) -> Config + Send + Sync>,
+}
 
 /// A session's commit, handed to the protocol.
 struct Input {
@@ -189,6 +197,9 @@ pub struct Driver {
     inbox: mpsc::UnboundedReceiver<Envelope>,
     shared: Arc<Shared>,
     store: Arc<Store>,
+    retime: Retime,
+    /// The WAN settings the timers were computed for.
+    wan_generation: u64,
 }
 
 impl Driver {
@@ -198,6 +209,7 @@ impl Driver {
         store: Arc<Store>,
         inbox: mpsc::UnboundedReceiver<Envelope>,
         health: Arc<PeerHealth>,
+        retime: Retime,
     ) -> anyhow::Result<(Driver, DriverHandle)> {
         let durable = load(&**store.engine())?;
         let shared = Arc::new(Shared {
@@ -222,6 +234,8 @@ impl Driver {
                 inbox,
                 shared,
                 store,
+                wan_generation: retime.wan.generation(),
+                retime,
             },
             handle,
         ))
@@ -295,11 +309,30 @@ impl Driver {
                 );
             }
             if ticked {
+                self.retime_if_wan_changed();
                 outputs.push(self.participant.tick(now));
             }
             self.release(outputs, &txns, &outbox, &mut clients, &mut stats)
                 .await?;
         }
+    }
+
+    fn retime_if_wan_changed(&mut self) {
+        let generation = self.retime.wan.generation();
+        if generation == self.wan_generation {
+            return;
+        }
+        self.wan_generation = generation;
+        let one_way = self.retime.wan.max_one_way();
+        let cfg = (self.retime.config)(one_way.as_micros() as u64);
+        tracing::info!(
+            one_way_ms = one_way.as_millis() as u64,
+            retransmit_ms = cfg.retransmit / 1000,
+            recovery_ms = cfg.recovery / 1000,
+            floor_lag_ms = cfg.floor_lag / 1000,
+            "WAN changed: protocol timers rescaled"
+        );
+        self.participant.set_timers(&cfg);
     }
 
     /// Makes the outputs' durable state and writes stable with one sync, then carries

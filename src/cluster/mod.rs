@@ -56,9 +56,14 @@ pub struct ClusterNodeConfig {
     pub clock_bound_us: u64,
 }
 
-/// The protocol's timers, scaled to the configured WAN delay.
-pub fn participant_config(topology: &Topology, me: DcId, clock_bound_us: u64) -> Config {
-    let one_way = (topology.wan.delay_ms + topology.wan.jitter_ms).max(1) * 1_000;
+/// The protocol's timers, scaled to the longest one-way WAN delay (µs).
+pub fn participant_config(
+    topology: &Topology,
+    me: DcId,
+    clock_bound_us: u64,
+    one_way_us: u64,
+) -> Config {
+    let one_way = one_way_us.max(1_000);
     Config {
         dcs: topology.dcs.len(),
         me,
@@ -96,8 +101,16 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     let wan = Arc::new(Wan::new(topology.wan));
     let health = Arc::new(PeerHealth::new(topology.clone(), me.id, wan.clone()));
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
-    let cfg = participant_config(&topology, me.id, config.clock_bound_us);
-    let (driver, handle) = Driver::open(cfg, store.clone(), inbox_rx, health.clone())?;
+    let one_way = wan.max_one_way().as_micros() as u64;
+    let cfg = participant_config(&topology, me.id, config.clock_bound_us, one_way);
+    let retime = {
+        let (topology, bound) = (topology.clone(), config.clock_bound_us);
+        driver::Retime {
+            wan: wan.clone(),
+            config: Box::new(move |one_way| participant_config(&topology, me.id, bound, one_way)),
+        }
+    };
+    let (driver, handle) = Driver::open(cfg, store.clone(), inbox_rx, health.clone(), retime)?;
     let txns = TxnManager::new_replicated(store, Arc::new(SystemClock), Arc::new(handle))?;
     let engine = planner::Engine::new(txns.clone(), config.query_memory_bytes);
 

@@ -4,6 +4,7 @@
 //! (`meridian wan`). Messages within a DC are never delayed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -23,6 +24,8 @@ struct State {
 #[derive(Debug)]
 pub struct Wan {
     state: RwLock<State>,
+    /// Bumped by every change, so the protocol driver notices and retimes.
+    generation: AtomicU64,
 }
 
 /// A description of the current settings, for `SHOW` and the admin command.
@@ -41,7 +44,24 @@ impl Wan {
                 pairs: BTreeMap::new(),
                 cut: BTreeSet::new(),
             }),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The longest one-way delay of any link, jitter included: what the protocol's
+    /// timers must allow for.
+    pub fn max_one_way(&self) -> Duration {
+        let state = self.state.read();
+        let worst = std::iter::once(&state.default)
+            .chain(state.pairs.values())
+            .map(|l| l.delay_ms + l.jitter_ms)
+            .max()
+            .unwrap_or(0);
+        Duration::from_millis(worst)
     }
 
     /// How long a message from `from` to `to` travels; None if it is lost.
@@ -85,6 +105,7 @@ impl Wan {
                 state.pairs.clear();
             }
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Cuts `dc` off from every other DC (true), or heals it (false).
@@ -95,6 +116,7 @@ impl Wan {
         } else {
             state.cut.remove(&dc);
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn view(&self) -> WanView {
@@ -139,6 +161,7 @@ mod tests {
             loss: 0.0,
         });
         assert_eq!(wan.delay(0, 1), Some(Duration::from_millis(50)));
+        let before = wan.generation();
         assert_eq!(wan.delay(2, 2), Some(Duration::ZERO));
         wan.set_link(
             Some((2, 0)),
@@ -150,6 +173,8 @@ mod tests {
         );
         let d = wan.delay(0, 2).unwrap();
         assert!(d >= Duration::from_millis(120) && d <= Duration::from_millis(130));
+        assert_eq!(wan.max_one_way(), Duration::from_millis(130));
+        assert!(wan.generation() > before, "a change is noticed");
         wan.set_cut(1, true);
         assert_eq!(wan.delay(0, 1), None);
         assert_eq!(wan.delay(1, 2), None);

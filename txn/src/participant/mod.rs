@@ -188,6 +188,19 @@ impl Participant {
         Participant::restart(cfg, Durable::default(), 0).0
     }
 
+    /// Takes new timers (τ_retx, τ_rec, τ_stagger, L_floor, ε, the `Closed` period)
+    /// from `cfg`, e.g. after the WAN delay changed; the cluster's shape and learning
+    /// rule stay. Safe at any time: the floor never moves back (a longer L_floor only
+    /// holds it until the clock catches up), and timers only decide when things happen.
+    pub fn set_timers(&mut self, cfg: &Config) {
+        self.cfg.retransmit = cfg.retransmit;
+        self.cfg.recovery = cfg.recovery;
+        self.cfg.stagger = cfg.stagger;
+        self.cfg.clock_bound = cfg.clock_bound;
+        self.cfg.floor_lag = cfg.floor_lag;
+        self.cfg.closed_period = cfg.closed_period;
+    }
+
     /// Rebuilds the volatile state from `durable` after a crash (§7.4).
     pub fn restart(cfg: Config, durable: Durable, now: u64) -> (Participant, Output) {
         let mut p = Participant {
