@@ -17,7 +17,15 @@
 //! Dependencies become WAIT or ABORT by who checks ([`Checker`]): the origin, which has
 //! not voted, waits for any prepared P (rule E0); a remote DC waits only if every P is
 //! older than T and votes ABORT behind a younger one (E3) — so no wait cycle exists.
-//! C0 (vote floors) is not built yet: it comes with complete points (§7.6).
+//! C0 (a record at or below the DC's vote floor F is voted ABORT, §7.6) is checked by the
+//! caller before these rules.
+//!
+//! Pruning: every record checked here has a version above F (C0, and the origin issues
+//! versions above its clock, which F trails). So [`CommittedIndex::prune`] at F keeps
+//! the checks exact while the index stays bounded by the keyspace instead of the
+//! history: C1 and C2 only ask about versions ≥ s > F, and C3 (a committed version in
+//! (lo, s)) needs, below F, only each key's newest version — if any committed version
+//! of k in (lo, F] exists, the newest one ≤ F is in (lo, s) too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,12 +37,15 @@ use crate::validation::ReadSpan;
 /// What the committed transactions known at a DC imply for later records.
 #[derive(Clone, Debug, Default)]
 pub struct CommittedIndex {
-    /// Key → every committed version of it.
+    /// Key → its committed versions: every one above the pruning horizon, and the newest
+    /// one at or below it.
     versions: BTreeMap<Vec<u8>, BTreeSet<Version>>,
     /// Key → highest version of a committed transaction that read it (point reads).
     point_reads: BTreeMap<Vec<u8>, Version>,
-    /// Range reads of committed transactions, with their versions.
-    span_reads: Vec<(ReadSpan, Version)>,
+    /// Range reads of committed transactions above the horizon, by version.
+    span_reads: BTreeMap<Version, Vec<ReadSpan>>,
+    /// The keys each version wrote that are not yet pruned, by version.
+    unpruned: BTreeMap<Version, Vec<Vec<u8>>>,
 }
 
 impl CommittedIndex {
@@ -46,13 +57,38 @@ impl CommittedIndex {
                 .or_default()
                 .insert(record.version);
         }
+        self.unpruned
+            .entry(record.version)
+            .or_default()
+            .extend(record.writes.iter().map(|(k, _)| k.clone()));
         for read in &record.reads {
             match point_key(&read.span) {
                 Some(key) => {
                     let v = self.point_reads.entry(key.to_vec()).or_default();
                     *v = (*v).max(record.version);
                 }
-                None => self.span_reads.push((read.span.clone(), record.version)),
+                None => self
+                    .span_reads
+                    .entry(record.version)
+                    .or_default()
+                    .push(read.span.clone()),
+            }
+        }
+    }
+
+    /// Forgets what no record above `horizon` can be refused for (module docs): range
+    /// reads at or below it, and every version at or below it but each key's newest.
+    pub fn prune(&mut self, horizon: Version) {
+        self.span_reads = self.span_reads.split_off(&(horizon + 1));
+        let above = self.unpruned.split_off(&(horizon + 1));
+        for key in std::mem::replace(&mut self.unpruned, above)
+            .into_values()
+            .flatten()
+        {
+            if let Some(set) = self.versions.get_mut(&key) {
+                if let Some(&newest) = set.range(..=horizon).next_back() {
+                    *set = set.split_off(&newest);
+                }
             }
         }
     }
@@ -70,9 +106,9 @@ impl CommittedIndex {
         let point = self.point_reads.get(key).copied().unwrap_or(0);
         self.span_reads
             .iter()
-            .filter(|(span, _)| span.contains(key))
-            .map(|(_, v)| *v)
-            .fold(point, Version::max)
+            .rev()
+            .find(|(_, spans)| spans.iter().any(|span| span.contains(key)))
+            .map_or(point, |(v, _)| point.max(*v))
     }
 
     /// A committed version c of a key in `span` with `lo < c < hi`.
@@ -214,6 +250,66 @@ mod tests {
             index.add(c);
         }
         check(t, &index, prepared.iter(), checker)
+    }
+
+    /// A committed record reading `span` (a range when `range`) at `lo`.
+    fn range_reader(seq: u64, version: Version, start: &str, end: &str, writes: &[&str]) -> Record {
+        let mut r = record(seq, seq, version, &[], writes);
+        r.reads.push(ReadEntry {
+            span: ReadSpan {
+                start: start.as_bytes().to_vec(),
+                end: Some(end.as_bytes().to_vec()),
+            },
+            lo: 0,
+        });
+        r
+    }
+
+    #[test]
+    fn pruning_at_the_floor_changes_no_verdict_above_it() {
+        let committed = [
+            record(1, 1, 10, &[("y", 0)], &["x"]),
+            record(2, 2, 20, &[], &["x", "z"]),
+            range_reader(3, 15, "x", "y", &["q"]),
+            record(4, 4, 30, &[], &["x"]),
+            range_reader(5, 35, "p", "r", &["w"]),
+            record(6, 6, 22, &[("z", 0)], &["y"]),
+        ];
+        let mut full = CommittedIndex::default();
+        let mut pruned = CommittedIndex::default();
+        for c in &committed {
+            full.add(c);
+            pruned.add(c);
+        }
+        let horizon = 25;
+        pruned.prune(horizon);
+        assert!(pruned.versions[b"x".as_slice()].len() < full.versions[b"x".as_slice()].len());
+        assert_eq!(pruned.span_reads.len(), 1);
+        for s in horizon + 1..45 {
+            for lo in 0..s {
+                for key in ["x", "y", "z", "q", "w", "a"] {
+                    let readers = record(9, 9, s, &[(key, lo)], &[]);
+                    let writer = record(9, 9, s, &[], &[key]);
+                    let ranger = {
+                        let mut r = range_reader(9, s, "a", "zz", &[]);
+                        r.reads[0].lo = lo;
+                        r
+                    };
+                    for t in [readers, writer, ranger] {
+                        assert_eq!(
+                            check(&t, &pruned, std::iter::empty(), Checker::Remote),
+                            check(&t, &full, std::iter::empty(), Checker::Remote),
+                            "s {s}, lo {lo}, key {key}"
+                        );
+                    }
+                }
+            }
+        }
+        // Late commits below the horizon, then pruning again, keep the newest per key.
+        pruned.add(&record(7, 7, 12, &[], &["x", "n"]));
+        pruned.prune(horizon);
+        assert_eq!(pruned.latest("x".as_bytes()), 30);
+        assert_eq!(pruned.latest("n".as_bytes()), 12);
     }
 
     #[test]

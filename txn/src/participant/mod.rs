@@ -224,6 +224,7 @@ impl Participant {
                 out.apply.push((*version, record.writes.clone()));
             }
         }
+        p.committed.prune(p.durable.floor);
         for key in p.durable.known() {
             // Decided attempts too: which DCs know their outcome was volatile, so the
             // outcome is pushed again until acknowledged (a stand-in for the gapless
@@ -412,6 +413,7 @@ impl Participant {
         if target > self.durable.floor {
             self.durable.floor = target;
             self.durable.mark(Slot::Meta);
+            self.committed.prune(target);
         }
         let closed = self.horizon.raise(self.durable.floor);
         self.broadcast_closed(closed, out);
