@@ -451,7 +451,10 @@ impl Participant {
         for (k, _) in &c.writes {
             above = above.max(self.committed.latest(k));
         }
-        let version = self.issue(above);
+        // Above the floor too (C0 at the origin): a wall clock that stepped back, or a
+        // restart on a slow clock, must not issue a version the floor already passed —
+        // the complete point and the pruned committed index both rely on it.
+        let version = self.issue(above.max(self.durable.floor));
         let key = TxnKey {
             origin: self.cfg.me,
             seq: self.durable.next_seq + 1,

@@ -334,3 +334,33 @@ fn a_record_arriving_below_the_floor_is_voted_abort() {
     );
     assert_eq!(p.durable().own_votes().get(&key(0, 1)), Some(&Vote::Abort));
 }
+
+#[test]
+fn the_origin_issues_versions_above_its_floor_even_when_its_clock_went_back() {
+    let floor = DcClock::latest_at(5_000_000);
+    let mut durable = Durable::default();
+    durable.floor = floor;
+    // The clock restarts 3 s behind the persisted floor.
+    let now = 2_000_000;
+    let (mut p, _) = Participant::restart(config(3, 0, LearnRule::Conservative), durable, now);
+    let out = p.commit(
+        now,
+        1,
+        7,
+        vec![],
+        vec![(b"k".to_vec(), Some(b"v".to_vec()))],
+    );
+    let versions: Vec<Version> = out
+        .send
+        .iter()
+        .filter_map(|e| match &e.msg {
+            Msg::Record { record } => Some(record.version),
+            _ => None,
+        })
+        .collect();
+    assert!(!versions.is_empty(), "the record is shipped");
+    assert!(
+        versions.iter().all(|v| *v > floor),
+        "{versions:?} vs floor {floor}"
+    );
+}
