@@ -107,15 +107,15 @@ enum Command {
         /// between the two DCs of --between.
         #[arg(long)]
         delay_ms: Option<u64>,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, requires = "delay_ms")]
         jitter_ms: u64,
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, requires = "delay_ms")]
         loss: f64,
         /// Two DC ids, e.g. `0,2`.
-        #[arg(long, value_delimiter = ',', num_args = 2)]
+        #[arg(long, value_delimiter = ',', requires = "delay_ms")]
         between: Option<Vec<u8>>,
         /// Cut this DC off from every other DC.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "heal")]
         cut: Option<u8>,
         /// Reconnect this DC.
         #[arg(long)]
@@ -301,6 +301,9 @@ fn main() -> anyhow::Result<()> {
             let topology = cluster::topology::Topology::load(&cluster)?;
             if delay_ms.is_none() && cut.is_none() && heal.is_none() {
                 anyhow::bail!("nothing to change: give --delay-ms, --cut or --heal");
+            }
+            if between.as_ref().is_some_and(|b| b.len() != 2) {
+                anyhow::bail!("--between takes two DC ids, e.g. --between 0,2");
             }
             let request = cluster::transport::proto::WanRequest {
                 cluster: topology.cluster.clone(),

@@ -226,12 +226,12 @@ async fn every_dc_serves_sql_and_sees_commits_acknowledged_in_another() {
 
     // The emulated WAN grows past what the timers were set for at start (the vote
     // floors' lag above all): the nodes retime and commits go on.
-    let wan = |delay: &str| {
+    let wan = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
             .arg("wan")
             .arg("--cluster")
             .arg(dir.path().join("cluster.toml"))
-            .args(["--delay-ms", delay])
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -239,14 +239,17 @@ async fn every_dc_serves_sql_and_sees_commits_acknowledged_in_another() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    wan("70");
+    wan(&["--delay-ms", "70"]);
     std::thread::sleep(Duration::from_millis(200));
     tokyo
         .execute("UPDATE acct SET bal = bal + 10 WHERE id = 1", &[])
         .await
         .expect("a commit after the WAN delay grew");
-    wan("20");
+    let settings = wan(&["--delay-ms", "20", "--between", "0,2"]);
+    assert!(settings.contains("0-2 20±0 ms"), "{settings}");
+    wan(&["--delay-ms", "20"]);
     assert_eq!(balance(&virginia, 1).await, 100);
 
     // Kill DC 2 outright: the two others keep committing and reading.
@@ -517,5 +520,34 @@ async fn nodes_speak_mutual_tls_and_refuse_a_certificate_of_another_ca() {
     for mut node in nodes {
         let _ = node.kill();
         let _ = node.wait();
+    }
+}
+
+#[test]
+fn meridian_wan_refuses_contradictory_or_incomplete_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        "cluster = \"x\"\n[[dc]]\nid = 0\nname = \"a\"\nsql = \"127.0.0.1:1\"\npeer = \"127.0.0.1:2\"\n",
+    )
+    .unwrap();
+    for (args, expect) in [
+        (&["--cut", "0", "--heal", "0"][..], "cannot be used with"),
+        (&["--loss", "0.5"][..], "--delay-ms"),
+        (&["--between", "0,1"][..], "--delay-ms"),
+        (&["--delay-ms", "5", "--between", "0"][..], "two DC ids"),
+        (&[][..], "nothing to change"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .arg("wan")
+            .arg("--cluster")
+            .arg(&cluster)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
 }

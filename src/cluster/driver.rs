@@ -42,6 +42,7 @@ use txn::{
 use super::status::PeerHealth;
 use super::transport::Outbox;
 use super::wan::Wan;
+use crate::sim::percentile;
 
 const TICK: Duration = Duration::from_millis(5);
 /// Inputs folded into one synced batch at most.
@@ -88,30 +89,22 @@ impl Stats {
         if self.committed + self.aborted + self.sync_us.len() == 0 {
             return;
         }
-        let ms = |v: &mut Vec<u64>, q: f64| percentile(v, q) as f64 / 1000.0;
+        let ms = |v: &[u64], p: usize| percentile(v, p) as f64 / 1000.0;
         tracing::info!(
             committed = self.committed,
             aborted = self.aborted,
-            protocol_ms_p50 = ms(&mut self.protocol_us, 0.5),
-            protocol_ms_p99 = ms(&mut self.protocol_us, 0.99),
-            wan_delays_p50 = percentile(&mut self.wan_delays, 0.5),
+            protocol_ms_p50 = ms(&self.protocol_us, 50),
+            protocol_ms_p99 = ms(&self.protocol_us, 99),
+            wan_delays_p50 = percentile(&self.wan_delays, 50),
             syncs = self.sync_us.len(),
-            sync_ms_p50 = ms(&mut self.sync_us, 0.5),
-            sync_ms_p99 = ms(&mut self.sync_us, 0.99),
+            sync_ms_p50 = ms(&self.sync_us, 50),
+            sync_ms_p99 = ms(&self.sync_us, 99),
             synced_kib = self.batch_bytes / 1024,
             "commit protocol, last {} s",
             STATS_PERIOD.as_secs()
         );
         *self = Stats::default();
     }
-}
-
-fn percentile(values: &mut [u64], q: f64) -> u64 {
-    if values.is_empty() {
-        return 0;
-    }
-    values.sort_unstable();
-    values[((values.len() - 1) as f64 * q).round() as usize]
 }
 
 /// State shared between the driver task and the sessions' [`Replicator`] handle.
@@ -413,22 +406,13 @@ impl Driver {
 /// Reads every persisted protocol entry.
 fn load(engine: &dyn Engine) -> anyhow::Result<Durable> {
     let (start, end) = protocol_span();
-    let mut entries = Vec::new();
-    let mut cursor = start;
-    loop {
-        let chunk = engine.scan(&cursor, Some(&end), 4096)?;
-        for (key, value) in &chunk {
-            let entry: DurableEntry = postcard::from_bytes(value)
-                .with_context(|| format!("corrupt protocol state under key {key:02x?}"))?;
-            entries.push(entry);
-        }
-        match chunk.last() {
-            Some((last, _)) if chunk.len() == 4096 => {
-                cursor = last.clone();
-                cursor.push(0);
-            }
-            _ => break,
-        }
-    }
+    let entries = engine
+        .scan(&start, Some(&end), usize::MAX)?
+        .into_iter()
+        .map(|(key, value)| {
+            postcard::from_bytes::<DurableEntry>(&value)
+                .with_context(|| format!("corrupt protocol state under key {key:02x?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Durable::from_entries(entries))
 }

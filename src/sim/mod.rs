@@ -249,7 +249,7 @@ fn verify(run: RunResult) -> SeedReport {
 }
 
 /// The p-th percentile (nearest rank) of `values`, 0 if empty.
-fn percentile<T: Copy + Ord + Default>(values: &[T], p: usize) -> T {
+pub fn percentile<T: Copy + Ord + Default>(values: &[T], p: usize) -> T {
     if values.is_empty() {
         return T::default();
     }

@@ -261,7 +261,7 @@ fn meridian_step(out: participant::Output) -> Step {
         send: out.send.into_iter().map(Wire::Meridian).collect(),
         apply: out.apply,
         replies: out.replies,
-        durable_changed: out.durable_changed,
+        durable_changed: !out.persist.is_empty(),
         complete: out.complete,
     }
 }

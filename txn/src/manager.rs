@@ -169,6 +169,18 @@ impl TxnManager {
         self.replicator.as_ref().map(|r| r.data_centers())
     }
 
+    /// Waits until the complete point passes every commit acknowledged anywhere so far.
+    async fn catch_up_to_now(&self, replicator: &dyn Replicator) -> Result<()> {
+        let point = replicator.fresh_point();
+        if self.watermark.load(Ordering::Acquire) < point {
+            replicator
+                .wait_complete(point)
+                .await
+                .map_err(|_| Error::OutcomeUnknown)?;
+        }
+        Ok(())
+    }
+
     /// A commit of any DC was applied to this node's store.
     pub fn applied(&self, version: Version, keys: Vec<Vec<u8>>) {
         self.core.lock().recent.record(version, keys);
@@ -185,13 +197,7 @@ impl TxnManager {
         let Some(replicator) = &self.replicator else {
             return Ok(self.begin());
         };
-        let point = replicator.fresh_point();
-        if self.watermark.load(Ordering::Acquire) < point {
-            replicator
-                .wait_complete(point)
-                .await
-                .map_err(|_| Error::OutcomeUnknown)?;
-        }
+        self.catch_up_to_now(&**replicator).await?;
         let mut txn = self.begin();
         txn.fresh = true;
         Ok(txn)
@@ -688,13 +694,7 @@ impl Txn {
         if self.fresh || (state.reads.is_empty() && state.observed.is_empty()) {
             return Ok(());
         }
-        let point = replicator.fresh_point();
-        if self.manager.watermark.load(Ordering::Acquire) < point {
-            replicator
-                .wait_complete(point)
-                .await
-                .map_err(|_| Error::OutcomeUnknown)?;
-        }
+        self.manager.catch_up_to_now(replicator).await?;
         let core = self.manager.core.lock();
         if core
             .recent

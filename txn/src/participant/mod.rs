@@ -111,10 +111,8 @@ pub struct Output {
     /// Committed writes to install at their version (idempotent).
     pub apply: Vec<(Version, Writes)>,
     pub replies: Vec<Reply>,
-    /// Whether the durable state changed (the messages must wait for its sync).
-    pub durable_changed: bool,
-    /// The changed durable state, for a runtime to write and sync (`durable_changed`
-    /// iff non-empty).
+    /// The changed durable state, for a runtime to write and sync before it releases
+    /// the messages.
     pub persist: Vec<DurableEntry>,
     /// The complete point moved (§7.6): once this output's writes are applied, a
     /// snapshot at this version holds every committed transaction at or below it.
@@ -1127,7 +1125,6 @@ impl Participant {
 
     fn finish_step(&mut self, mut out: Output) -> Output {
         out.persist = self.durable.take_changes();
-        out.durable_changed = !out.persist.is_empty();
         out.complete = self.horizon.advance(&self.durable.outcomes);
         out
     }

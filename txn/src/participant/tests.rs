@@ -364,3 +364,25 @@ fn the_origin_issues_versions_above_its_floor_even_when_its_clock_went_back() {
         "{versions:?} vs floor {floor}"
     );
 }
+
+#[test]
+fn outcome_pushes_to_a_dc_that_stays_down_back_off() {
+    let mut net = Net::new(3, LearnRule::OwnerCounting);
+    net.crash(2);
+    net.commit(0, 1, &[], &["x"]);
+    let mut pushes = 0;
+    let end = net.now + 800 * UNIT;
+    while net.now < end {
+        net.run(net.now + UNIT);
+        // A message waits exactly one unit in the queue: each is counted once.
+        pushes += net
+            .queue
+            .iter()
+            .filter(|(_, e)| e.to == 2 && e.from == 0 && matches!(e.msg, Msg::Decision { .. }))
+            .count();
+    }
+    assert!(matches!(net.reply(1), Some(ClientResult::Committed { .. })));
+    // τ_retx is 10 units: 80 pushes without backoff; doubling up to 16 τ_retx leaves a
+    // handful, and pushing never stops.
+    assert!((3..=12).contains(&pushes), "{pushes} pushes in 80 τ_retx");
+}
