@@ -420,7 +420,7 @@ mod tests {
     use crate::cluster::topology::Learn;
     use txn::participant::{Closed, Msg};
 
-    fn service() -> (PeerService, mpsc::UnboundedReceiver<Envelope>) {
+    fn topology() -> Topology {
         let dcs = (0..3u8)
             .map(|i| DcSpec {
                 id: i,
@@ -431,15 +431,18 @@ mod tests {
                 tls_key: None,
             })
             .collect();
-        let topology = Topology {
+        Topology {
             cluster: "c".into(),
             learn: Learn::Owner,
             wan: Link::default(),
             dcs,
             tls: None,
-        };
+        }
+    }
+
+    fn service() -> (PeerService, mpsc::UnboundedReceiver<Envelope>) {
         let wan = Arc::new(Wan::new(Link::default()));
-        let health = Arc::new(PeerHealth::new(topology, 1, wan.clone()));
+        let health = Arc::new(PeerHealth::new(topology(), 1, wan.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let service = PeerService {
             cluster: "c".into(),
@@ -541,5 +544,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(status.message().contains("belongs to cluster 'c'"));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_drain_costs_at_most_its_queue_cap() {
+        // Messages wait a minute for their emulated delay: nothing leaves the queue.
+        let wan = Arc::new(Wan::new(Link {
+            delay_ms: 60_000,
+            jitter_ms: 0,
+            loss: 0.0,
+        }));
+        let outbox = Outbox::start(&topology(), 0, None, wan).unwrap();
+        let big = txn::participant::Record {
+            key: txn::participant::TxnKey { origin: 0, seq: 1 },
+            txn: 1,
+            version: 1,
+            reads: vec![],
+            writes: vec![(b"k".to_vec(), Some(vec![7; 1 << 20]))],
+        };
+        for _ in 0..100 {
+            outbox.send(Envelope {
+                from: 0,
+                to: 1,
+                depth: 1,
+                msg: Msg::Record {
+                    record: big.clone(),
+                },
+            });
+        }
+        let peer = outbox.peers[1].as_ref().unwrap();
+        let queued = peer.queued.load(Ordering::Relaxed);
+        assert!(queued <= PEER_QUEUE_BYTES_MAX, "{queued}");
+        assert!(queued > PEER_QUEUE_BYTES_MAX - (2 << 20), "{queued}");
+        assert!(peer.dropped.load(Ordering::Relaxed) >= 100 - 64);
     }
 }
