@@ -23,7 +23,7 @@ scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/meridian/target}"
 BIN="$CARGO_TARGET_DIR/release/meridian"
 SQLLOGIC="$CARGO_TARGET_DIR/release/sqllogic"
-CORPUS="${MERIDIAN_SLT_CORPUS:-../shared/sqllogictest/sqlite}"
+CORPUS="${MERIDIAN_SLT_CORPUS:-sqllogic/sqlite}"
 
 # SQLite's corpus: CI runs all of it (16 files, ~64k records; PostgreSQL 15: ~10 s, a
 # single Meridian node: ~2 min). MERIDIAN_SLT_QUICK=1 runs only the core select suites
@@ -76,9 +76,11 @@ slt_vs_postgres() {
   "$SQLLOGIC" --url "$url" --files sqllogic/slt
 }
 
+# The corpus is part of the repository: a missing file fails the step, it is never skipped.
 corpus_files=()
+corpus_missing=0
 for f in "${CORPUS_CI[@]}"; do
-  if [[ -e "$f" ]]; then corpus_files+=("$f"); else echo "warning: corpus file $f not found" >&2; fi
+  if [[ -e "$f" ]]; then corpus_files+=("$f"); else echo "error: corpus file $f not found" >&2; corpus_missing=1; fi
 done
 
 if [[ $build_ok == 1 && -x "$SQLLOGIC" ]]; then
@@ -87,7 +89,10 @@ else
   results+=("FAIL slt-vs-postgres (not run: no build of $SQLLOGIC)")
   failed=$((failed + 1))
 fi
-if [[ $build_ok == 1 && -x "$BIN" ]]; then
+if [[ $corpus_missing == 1 ]]; then
+  results+=("FAIL sqllogic (not run: the SQLite corpus is incomplete)")
+  failed=$((failed + 1))
+elif [[ $build_ok == 1 && -x "$BIN" ]]; then
   step sqllogic timeout "$SLT_TIMEOUT" "$BIN" sqllogic --known-failures sqllogic/known-failures.txt \
     sqllogic/slt "${corpus_files[@]}"
 else
