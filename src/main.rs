@@ -14,9 +14,11 @@
 //! protocol and transaction cores below them are driven, not threaded.
 
 mod cluster;
+mod elle;
 mod jepsen;
 mod node;
 mod sim;
+mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

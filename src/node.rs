@@ -2,8 +2,9 @@
 //! owns every piece of IO (disk, sockets, clock, signals).
 //!
 //! Start-up: open RocksDB in the data directory (bounded block cache and memtables), open
-//! the store (shard map, group committer), seed the transaction clock above the last
-//! committed version, bind the SQL listener, serve. Shutdown (SIGINT/SIGTERM): stop
+//! the store (shard map, group committer), open the commit protocol's driver as a
+//! one-DC cluster (its clock above the last committed version), bind the SQL listener,
+//! serve. A failed sync stops the driver, and with it the node. Shutdown (SIGINT/SIGTERM): stop
 //! accepting, let the group committer finish what is queued, close RocksDB. Nothing is
 //! acknowledged before it is synced, so `kill -9` loses no acknowledged commit.
 
@@ -14,10 +15,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use kv::rocks::{RocksEngine, RocksOptions};
 use kv::Store;
-use planner::Engine;
+use planner::Planner;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use txn::{SystemClock, TxnManager};
+use txn::{DriverTask, SystemClock, TxnManager};
 
 pub struct NodeConfig {
     pub data_dir: PathBuf,
@@ -43,8 +44,9 @@ pub fn open_store(data_dir: &Path, block_cache_bytes: usize) -> anyhow::Result<A
     Ok(Arc::new(Store::open(Arc::new(engine))?))
 }
 
-/// Opens the node's storage and engine.
-fn open(config: &NodeConfig) -> anyhow::Result<Arc<Engine>> {
+/// Opens the node's storage, transaction manager and planner; the driver task is the
+/// caller's to run.
+fn open(config: &NodeConfig) -> anyhow::Result<(Arc<Planner>, DriverTask)> {
     let store = open_store(&config.data_dir, config.block_cache_bytes)?;
     if let Some(owner) = crate::cluster::cluster_identity(&store)? {
         anyhow::bail!(
@@ -52,20 +54,25 @@ fn open(config: &NodeConfig) -> anyhow::Result<Arc<Engine>> {
             config.data_dir.display()
         );
     }
-    let txns = TxnManager::new(store, Arc::new(SystemClock))?;
-    Ok(Engine::new(txns, config.query_memory_bytes))
+    let (txns, driver) = TxnManager::start_single(store, Arc::new(SystemClock))?;
+    Ok((Planner::new(txns, config.query_memory_bytes), driver))
 }
 
 /// Runs a node in the foreground until SIGINT or SIGTERM.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    let engine = open(&config)?;
+    let (engine, driver) = open(&config)?;
     let listener = TcpListener::bind(config.sql_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.sql_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), %addr, "meridian node started");
     println!("Meridian is ready. Connect with:\n  psql postgres://{addr}/postgres");
-    sql::serve(listener, engine, shutdown_signal()).await;
+    tokio::select! {
+        () = sql::serve(listener, engine, shutdown_signal()) => {}
+        stopped = driver.run(None) => {
+            stopped.context("the commit driver stopped")?;
+        }
+    }
     tracing::info!("shutting down");
     Ok(())
 }
@@ -94,15 +101,22 @@ impl Started {
 }
 
 pub async fn start_background(config: NodeConfig) -> anyhow::Result<Started> {
-    let engine = open(&config)?;
+    let (engine, driver) = open(&config)?;
     let listener = TcpListener::bind(config.sql_addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        sql::serve(listener, engine, async {
+        let serve = sql::serve(listener, engine, async {
             let _ = stopped.await;
-        })
-        .await;
+        });
+        tokio::select! {
+            () = serve => {}
+            stopped = driver.run(None) => {
+                if let Err(e) = stopped {
+                    tracing::error!(%e, "the commit driver stopped");
+                }
+            }
+        }
     });
     Ok(Started { addr, stop, task })
 }

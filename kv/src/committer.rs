@@ -14,6 +14,9 @@
 //! Batches are applied in submission order, so a later batch's writes win over an earlier
 //! one's, and each waiter is answered only after the sync covering its batch returned.
 //!
+//! An empty batch is a barrier: it is answered once every batch submitted before it is
+//! durable, and a group of nothing but empty batches costs no write and no sync.
+//!
 //! Failure: if a synced write fails, the durability of everything since the last good sync
 //! is unknown (the fsync-failure lesson of PostgreSQL). The committer answers that group
 //! with the error and then refuses every later batch with [`Error::Closed`]: the node must
@@ -136,6 +139,9 @@ fn run(engine: Arc<dyn Engine>, inbox: mpsc::Receiver<Pending>, counters: Arc<Co
         let mut group = next_group(first, &inbox, &mut carried);
         let result = if failed {
             Err(Error::Closed)
+        } else if group.iter().all(|p| p.batch.is_empty()) {
+            // Barriers only: everything before them is already durable.
+            Ok(())
         } else {
             counters.syncs.fetch_add(1, Ordering::AcqRel);
             commit_group(&*engine, &mut group)
@@ -201,6 +207,27 @@ mod tests {
         let mut batch = WriteBatch::new();
         batch.put(key, value);
         batch
+    }
+
+    #[test]
+    fn empty_batches_are_barriers_that_cost_no_sync() {
+        let committer = GroupCommitter::start(Arc::new(MemoryEngine::new()));
+        let mut first = committer.submit(one_put(b"k", b"v"));
+        let barrier = committer.submit(WriteBatch::new());
+        barrier.blocking_recv().unwrap().unwrap();
+        // Answered no later than the barrier after it.
+        assert_eq!(
+            first.try_recv().expect("answered before the barrier"),
+            Ok(())
+        );
+        let syncs = committer.stats().syncs;
+        let lone = committer.submit(WriteBatch::new());
+        lone.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            committer.stats().syncs,
+            syncs,
+            "a lone barrier syncs nothing"
+        );
     }
 
     #[test]

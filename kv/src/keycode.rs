@@ -29,7 +29,7 @@
 //!                                                 "cluster_id"            (owned by the node runtime)
 //!                                                 "last_committed_version" u64 BE
 //! b'p' + slot key                              the cross-DC commit protocol's durable
-//!                                                 state (txn::participant::DurableEntry,
+//!                                                 state (replication::DurableEntry,
 //!                                                 postcard; owned by the node runtime)
 //! b's' + u64 shard id                           shard descriptor (JSON ShardDescriptor)
 //! b'v' + encode_bytes(user_key) + BE(!version)  MVCC version of user_key; value is

@@ -40,7 +40,7 @@ pub use committer::{CommitterStats, GroupCommitter};
 pub use engine::{Engine, WriteBatch};
 pub use error::{Error, Result};
 pub use memory::MemoryEngine;
-pub use mvcc::{Committed, MvccStore};
+pub use mvcc::{MvccStore, Versioned};
 pub use rocks::{RocksEngine, RocksOptions};
 pub use shard::{ShardDescriptor, ShardMap};
 pub use store::Store;

@@ -54,7 +54,7 @@ const LAST_COMMITTED_VERSION: &str = "last_committed_version";
 
 /// One committed version of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
+pub struct Versioned {
     pub version: Version,
     /// `None` is a tombstone (the key was deleted at `version`).
     pub value: Option<Vec<u8>>,
@@ -75,7 +75,7 @@ impl MvccStore {
     }
 
     /// Newest version of key with version <= at (tombstones included as value None).
-    pub fn get(&self, key: &[u8], at: Version) -> Result<Option<Committed>> {
+    pub fn get(&self, key: &[u8], at: Version) -> Result<Option<Versioned>> {
         let seek = Key::Version(key, at).encode();
         let run_end = keys::version_run_end(key);
         let Some((raw_key, raw_value)) = self.engine.scan(&seek, Some(&run_end), 1)?.pop() else {
@@ -84,7 +84,7 @@ impl MvccStore {
         let (user_key, version) = keys::decode_version_key(&raw_key)?;
         assert_eq!(user_key, key, "seek within the run must stay in the run");
         assert!(version <= at, "seek to !at must skip newer versions");
-        Ok(Some(Committed {
+        Ok(Some(Versioned {
             version,
             value: decode_value(&raw_value)?,
         }))
@@ -92,7 +92,7 @@ impl MvccStore {
 
     /// Newest committed version of key regardless of `at` (for validation), tombstones
     /// included.
-    pub fn latest(&self, key: &[u8]) -> Result<Option<Committed>> {
+    pub fn latest(&self, key: &[u8]) -> Result<Option<Versioned>> {
         self.get(key, Version::MAX)
     }
 

@@ -108,7 +108,7 @@ fn check_format_version(engine: &dyn Engine) -> Result<()> {
 mod tests {
     use super::*;
     use crate::memory::MemoryEngine;
-    use crate::mvcc::Committed;
+    use crate::mvcc::Versioned;
     use crate::rocks::{RocksEngine, RocksOptions};
 
     fn assert_send_sync<T: Send + Sync>() {}
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(mvcc.last_committed_version().unwrap(), 6);
         assert_eq!(
             mvcc.get(b"\x02row", 5).unwrap(),
-            Some(Committed {
+            Some(Versioned {
                 version: 5,
                 value: Some(b"v".to_vec())
             })

@@ -32,4 +32,4 @@ pub mod table;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use exec::{Engine, Output, OutputColumn, Prepared, RowStream};
+pub use exec::{Output, OutputColumn, Planner, Prepared, RowStream};

@@ -13,7 +13,7 @@
 //! acceptances until the instance is chosen). The caller persists an acceptor's state
 //! before sending any message that reveals it (§2.3).
 //!
-//! Invariant (checked by the model in `tests/model.rs`): at most one value is chosen per
+//! Invariant (checked by the model in `tests/instance_model.rs`): at most one value is chosen per
 //! instance, whatever the message loss, duplication, reordering, crashes and concurrent
 //! recoverers — under either learning rule ([`LearnRule`]).
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use planner::types::{Datum, SqlType};
-use planner::{Engine, OutputColumn};
+use planner::{OutputColumn, Planner};
 use txn::CommitTrace;
 
 /// The session setting that turns the commit notice on.
@@ -38,7 +38,7 @@ pub fn data_center_columns() -> Vec<OutputColumn> {
 }
 
 /// One row per DC; a single-DC node shows itself.
-pub fn data_center_rows(engine: &Engine) -> Vec<Vec<Datum>> {
+pub fn data_center_rows(engine: &Planner) -> Vec<Vec<Datum>> {
     let Some(dcs) = engine.txns.data_centers() else {
         return vec![vec![
             Datum::Int4(0),

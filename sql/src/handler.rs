@@ -40,7 +40,7 @@ use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse, Transaction
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use planner::types::{Datum, SqlType};
-use planner::{Engine, Error, OutputColumn, Prepared};
+use planner::{Error, OutputColumn, Planner, Prepared};
 use tokio::sync::Mutex as AsyncMutex;
 
 use datafusion::sql::sqlparser::ast::Statement;
@@ -63,14 +63,14 @@ pub struct ParsedStatement {
 type SessionSlot = Arc<AsyncMutex<Session>>;
 
 pub struct Handlers {
-    engine: Arc<Engine>,
+    engine: Arc<Planner>,
     parser: Arc<Parser>,
     connections: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl Handlers {
-    pub fn new(engine: Arc<Engine>) -> Arc<Handlers> {
+    pub fn new(engine: Arc<Planner>) -> Arc<Handlers> {
         let connections = Arc::new(ConnectionManager::new());
         Arc::new(Handlers {
             parser: Arc::new(Parser {
@@ -434,7 +434,7 @@ impl SimpleQueryHandler for Handlers {
 }
 
 pub struct Parser {
-    engine: Arc<Engine>,
+    engine: Arc<Planner>,
 }
 
 #[async_trait]

@@ -24,7 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use pgwire::messages::startup::SecretKey;
-use planner::Engine;
+use planner::Planner;
 use tokio::net::TcpListener;
 
 /// The PostgreSQL version we present (clients pick their catalog queries from it).
@@ -39,7 +39,11 @@ pub fn cancel_key() -> (i32, SecretKey) {
 }
 
 /// Serves connections from `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Planner>,
+    shutdown: impl Future<Output = ()>,
+) {
     let handlers = handler::Handlers::new(engine);
     tokio::pin!(shutdown);
     loop {

@@ -24,7 +24,7 @@ use datafusion::sql::sqlparser::ast::{
 use planner::error::sqlstate;
 use planner::exec::copy::CopyIn;
 use planner::types::Datum;
-use planner::{Engine, Error, Output, OutputColumn, Prepared, Result, RowStream};
+use planner::{Error, Output, OutputColumn, Planner, Prepared, Result, RowStream};
 use txn::Txn;
 
 use crate::cluster;
@@ -61,7 +61,7 @@ pub enum Status {
 }
 
 pub struct Session {
-    engine: Arc<Engine>,
+    engine: Arc<Planner>,
     txn: Option<Arc<Txn>>,
     failed: bool,
     settings: BTreeMap<String, String>,
@@ -121,7 +121,7 @@ fn default_settings() -> BTreeMap<String, String> {
 }
 
 impl Session {
-    pub fn new(engine: Arc<Engine>) -> Session {
+    pub fn new(engine: Arc<Planner>) -> Session {
         Session {
             engine,
             txn: None,
@@ -215,7 +215,7 @@ impl Session {
         }
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
+    pub fn engine(&self) -> &Arc<Planner> {
         &self.engine
     }
 

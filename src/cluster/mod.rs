@@ -5,18 +5,19 @@
 //!   psql ──▶ sql::serve ──▶ planner ──▶ TxnManager (wound-wait at the origin)
 //!                                          │ commit: reads + writes
 //!                                          ▼
-//!   peers ◀──gRPC── transport::Outbox ◀── driver::Driver ──▶ RocksDB (protocol state +
-//!   peers ──gRPC──▶ transport::PeerService ──▶ │              committed writes, synced)
+//!   peers ◀──gRPC── transport::Outbox ◀── txn::driver ──▶ RocksDB (protocol state +
+//!   peers ──gRPC──▶ transport::PeerService ──▶ │           committed writes, synced)
 //! ```
 //!
-//! Everything with IO lives here and in [`driver`] / [`transport`]: the protocol core
-//! (`txn::participant`) only sees messages, ticks and the time. The topology comes from
+//! The driver (`txn::driver`, the same one a single-DC node runs) steps this DC's
+//! participant (`replication::Participant`); this module gives it a [`transport`]
+//! (an [`Outbox`] out, a bounded inbox in, with back-pressure on the peers' RPCs), a
+//! view of the peers' health ([`status`]) and timers that follow the emulated WAN. The topology comes from
 //! a TOML file ([`topology`]); the WAN between DCs is emulated by each sender ([`wan`]).
 //! A data directory remembers the cluster and DC it belongs to; a node refuses one of
 //! another cluster or DC.
 
 pub mod demo;
-pub mod driver;
 pub mod local;
 pub mod status;
 pub mod tls;
@@ -30,18 +31,20 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use kv::keys::Key;
 use kv::{Store, WriteBatch};
-use replication::DcId;
+use replication::{Config, DcId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use txn::participant::Config;
-use txn::{SystemClock, TxnManager};
+use txn::{ClusterView, Peers, SystemClock, Transport, TxnManager};
 
-use self::driver::Driver;
 use self::status::PeerHealth;
 use self::tls::PeerTls;
 use self::topology::Topology;
 use self::transport::{Outbox, PeerService};
 use self::wan::Wan;
+
+/// Envelopes from peers waiting for the driver at most; a full inbox makes the peers'
+/// deliveries wait (back-pressure), it loses nothing.
+pub const INBOX_ENVELOPES_MAX: usize = 65_536;
 
 /// The data directory's owner, written on first start.
 const IDENTITY_KEY: &str = "cluster_id";
@@ -68,12 +71,12 @@ pub fn participant_config(
         dcs: topology.dcs.len(),
         me,
         learn: topology.learn.rule(),
-        retransmit: 4 * one_way + 20_000,
-        recovery: (12 * one_way).max(500_000),
-        stagger: (6 * one_way).max(200_000),
-        clock_bound: clock_bound_us,
-        floor_lag: one_way * 3 / 2 + clock_bound_us + 25_000,
-        closed_period: 10_000,
+        retransmit_us: 4 * one_way + 20_000,
+        recovery_us: (12 * one_way).max(500_000),
+        stagger_us: (6 * one_way).max(200_000),
+        clock_bound_us,
+        floor_lag_us: one_way * 3 / 2 + clock_bound_us + 25_000,
+        closed_period_us: 10_000,
     }
 }
 
@@ -100,22 +103,42 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
 
     let wan = Arc::new(Wan::new(topology.wan));
     let health = Arc::new(PeerHealth::new(topology.clone(), me.id, wan.clone()));
-    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_ENVELOPES_MAX);
     let one_way = wan.max_one_way().as_micros() as u64;
     let cfg = participant_config(&topology, me.id, config.clock_bound_us, one_way);
     let retime = {
-        let (topology, bound) = (topology.clone(), config.clock_bound_us);
-        driver::Retime {
-            wan: wan.clone(),
-            config: Box::new(move |one_way| participant_config(&topology, me.id, bound, one_way)),
+        let (topology, bound, wan) = (topology.clone(), config.clock_bound_us, wan.clone());
+        let mut generation = wan.generation();
+        move || {
+            let now = wan.generation();
+            if now == generation {
+                return None;
+            }
+            generation = now;
+            let one_way = wan.max_one_way();
+            let cfg = participant_config(&topology, me.id, bound, one_way.as_micros() as u64);
+            tracing::info!(
+                one_way_ms = one_way.as_millis() as u64,
+                retransmit_ms = cfg.retransmit_us / 1000,
+                recovery_ms = cfg.recovery_us / 1000,
+                floor_lag_ms = cfg.floor_lag_us / 1000,
+                "WAN changed: protocol timers rescaled"
+            );
+            Some(cfg)
         }
     };
-    let (driver, handle) = Driver::open(cfg, store.clone(), inbox_rx, health.clone(), retime)?;
-    let txns = TxnManager::new_replicated(store, Arc::new(SystemClock), Arc::new(handle))?;
-    let engine = planner::Engine::new(txns.clone(), config.query_memory_bytes);
-
     let tls = PeerTls::load(&topology, Some(me.id))?;
     let outbox = Outbox::start(&topology, me.id, tls.as_ref(), wan.clone())?;
+    let (handle, driver) = txn::driver::open(
+        cfg,
+        store.clone(),
+        Arc::new(SystemClock),
+        Some(Box::new(outbox) as Box<dyn Transport>),
+        Some(health.clone() as Arc<dyn ClusterView>),
+    )?;
+    let txns = TxnManager::new(store, Arc::new(SystemClock), handle);
+    let engine = planner::Planner::new(txns, config.query_memory_bytes);
+
     let service = PeerService::server(&topology, me.id, inbox_tx, wan, health);
     let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tonic::transport::Server::builder();
@@ -130,7 +153,10 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
             let _ = peers_stopped.await;
         },
     ));
-    let driver = tokio::spawn(driver.run(txns, outbox));
+    let driver = tokio::spawn(driver.run(Some(Peers {
+        inbox: inbox_rx,
+        retime: Box::new(retime),
+    })));
 
     tracing::info!(cluster = %topology.cluster, dc = me.id, name = %me.name, sql = %me.sql,
         peer = %me.peer, "meridian node started");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use replication::DcId;
-use txn::DcStatus;
+use txn::{ClusterView, DcStatus};
 
 use super::topology::Topology;
 use super::wan::Wan;
@@ -81,5 +81,11 @@ impl PeerHealth {
                 }
             })
             .collect()
+    }
+}
+
+impl ClusterView for PeerHealth {
+    fn data_centers(&self) -> Vec<DcStatus> {
+        self.statuses()
     }
 }

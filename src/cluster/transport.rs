@@ -26,13 +26,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use super::tls::{endpoint, PeerTls};
-use super::topology::{DcSpec, Topology};
+use replication::Envelope;
 use tonic::{Request, Response, Status};
-use txn::participant::Envelope;
+use txn::Transport;
 
 use super::status::PeerHealth;
-use super::topology::Link;
+use super::tls::{endpoint, PeerTls};
+use super::topology::{DcSpec, Link, Topology};
 use super::wan::Wan;
 
 pub mod proto {
@@ -54,7 +54,8 @@ pub struct PeerService {
     cluster: String,
     me: DcId,
     dcs: usize,
-    inbox: mpsc::UnboundedSender<Envelope>,
+    /// The driver's inbox (bounded: a delivery waits while it is full).
+    inbox: mpsc::Sender<Envelope>,
     wan: Arc<Wan>,
     health: Arc<PeerHealth>,
     /// The cluster file, for joining nodes.
@@ -65,7 +66,7 @@ impl PeerService {
     pub fn server(
         topology: &Topology,
         me: DcId,
-        inbox: mpsc::UnboundedSender<Envelope>,
+        inbox: mpsc::Sender<Envelope>,
         wan: Arc<Wan>,
         health: Arc<PeerHealth>,
     ) -> PeerServer<PeerService> {
@@ -127,7 +128,9 @@ impl Peer for PeerService {
         }
         self.health.heard(from);
         for env in envelopes {
-            if self.inbox.send(env).is_err() {
+            // Back-pressure: a driver that falls behind slows its peers' deliveries
+            // (each peer has its own sending task) instead of growing this queue.
+            if self.inbox.send(env).await.is_err() {
                 return Err(Status::unavailable("the node is stopping"));
             }
         }
@@ -224,10 +227,12 @@ pub async fn set_wan(
 /// it still needs), so a peer that is paused or slow cannot make this node's memory grow
 /// without bound.
 pub const PEER_QUEUE_BYTES_MAX: usize = 64 << 20;
+/// Messages waiting for one peer's sending task at most (the same rule as the bytes).
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 65_536;
 
 /// One peer's sending task and what it holds.
 struct PeerQueue {
-    tx: mpsc::UnboundedSender<(Instant, Vec<u8>)>,
+    tx: mpsc::Sender<(Instant, Vec<u8>)>,
     queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
 }
@@ -254,7 +259,7 @@ impl Outbox {
                 continue;
             }
             let endpoint = endpoint(dc.peer, &dc.name, tls, RPC_TIMEOUT)?;
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
             let queued = Arc::new(AtomicUsize::new(0));
             let route = Route {
                 cluster: topology.cluster.clone(),
@@ -282,15 +287,27 @@ impl Outbox {
             return;
         };
         let bytes = postcard::to_allocvec(&env).expect("envelopes encode");
-        if peer.queued.load(Ordering::Relaxed) + bytes.len() > PEER_QUEUE_BYTES_MAX {
+        let len = bytes.len();
+        let full = peer.queued.load(Ordering::Relaxed) + len > PEER_QUEUE_BYTES_MAX;
+        // Counted before the send: the sending task subtracts once it has sent.
+        if !full {
+            peer.queued.fetch_add(len, Ordering::Relaxed);
+        }
+        if full || peer.tx.try_send((Instant::now() + delay, bytes)).is_err() {
+            if !full {
+                peer.queued.fetch_sub(len, Ordering::Relaxed);
+            }
             // Logged once per 10 000 drops: a stalled peer drops a lot.
             if peer.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
                 tracing::warn!(to = env.to, "peer queue full; dropping messages to it");
             }
-            return;
         }
-        peer.queued.fetch_add(bytes.len(), Ordering::Relaxed);
-        let _ = peer.tx.send((Instant::now() + delay, bytes));
+    }
+}
+
+impl Transport for Outbox {
+    fn send(&self, env: Envelope) {
+        Outbox::send(self, env);
     }
 }
 
@@ -305,7 +322,7 @@ struct Route {
 async fn send_loop(
     route: Route,
     endpoint: Endpoint,
-    mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+    mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
     queued: Arc<AtomicUsize>,
 ) {
     let Route {
@@ -418,7 +435,7 @@ async fn hello(
 mod tests {
     use super::*;
     use crate::cluster::topology::Learn;
-    use txn::participant::{Closed, Msg};
+    use replication::{Closed, Msg};
 
     fn topology() -> Topology {
         let dcs = (0..3u8)
@@ -440,10 +457,14 @@ mod tests {
         }
     }
 
-    fn service() -> (PeerService, mpsc::UnboundedReceiver<Envelope>) {
+    fn service() -> (PeerService, mpsc::Receiver<Envelope>) {
+        service_with_inbox(16)
+    }
+
+    fn service_with_inbox(capacity: usize) -> (PeerService, mpsc::Receiver<Envelope>) {
         let wan = Arc::new(Wan::new(Link::default()));
         let health = Arc::new(PeerHealth::new(topology(), 1, wan.clone()));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(capacity);
         let service = PeerService {
             cluster: "c".into(),
             me: 1,
@@ -525,6 +546,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_inbox_makes_the_delivery_wait_and_loses_nothing() {
+        let (service, mut rx) = service_with_inbox(2);
+        let service = Arc::new(service);
+        let delivering = tokio::spawn({
+            let service = service.clone();
+            async move {
+                service
+                    .deliver(batch("c", 0, (0..5).map(|_| closed(0, 1)).collect()))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!delivering.is_finished(), "the delivery waits for room");
+        for _ in 0..5 {
+            assert_eq!(rx.recv().await.unwrap().from, 0);
+        }
+        delivering.await.unwrap().unwrap();
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
     async fn hello_names_the_cluster_and_dc_and_refuses_strangers() {
         let (service, _rx) = service();
         let reply = service
@@ -555,8 +597,8 @@ mod tests {
             loss: 0.0,
         }));
         let outbox = Outbox::start(&topology(), 0, None, wan).unwrap();
-        let big = txn::participant::Record {
-            key: txn::participant::TxnKey { origin: 0, seq: 1 },
+        let big = replication::Record {
+            key: replication::TxnKey { origin: 0, seq: 1 },
             txn: 1,
             version: 1,
             reads: vec![],

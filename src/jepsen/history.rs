@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 
 use super::workload::TxnBody;
-use crate::sim::elle::{Op, Status};
+use crate::elle::{Op, Status};
 
 /// One finished transaction or nemesis event.
 pub struct Entry {

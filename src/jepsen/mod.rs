@@ -8,7 +8,7 @@
 //! (transport partition) one DC at a time. Then it heals everything, reads the final
 //! state in every DC, and checks:
 //! - every DC holds the same final state (every acknowledged commit everywhere);
-//! - append: the Elle-style checker (`sim::elle`) over the history and the final lists
+//! - append: the Elle-style checker (`crate::elle`) over the history and the final lists
 //!   (strict serializability: no G0/G1/G2 cycle, real time included, no lost append);
 //! - bank: every committed read totals the initial sum with no negative balance, and so
 //!   does the final state.
@@ -41,7 +41,7 @@ use self::workload::{TxnBody, Workload};
 use crate::cluster::demo::{topology, DemoConfig};
 use crate::cluster::local::LocalCluster;
 use crate::cluster::topology::Learn;
-use crate::sim::elle::{self, Status};
+use crate::elle::{self, Status};
 
 pub struct JepsenConfig {
     pub dcs: usize,
@@ -314,7 +314,7 @@ fn check_bank(entries: &[Entry], finals: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::elle::Op;
+    use crate::elle::Op;
 
     fn txn(id: usize, status: Status, begin: u64, end: u64, body: TxnBody) -> Entry {
         Entry {

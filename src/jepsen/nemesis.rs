@@ -20,7 +20,7 @@ use super::history::{Body, Entry};
 use super::Run;
 use crate::cluster::local::LocalCluster;
 use crate::cluster::transport::{proto::WanRequest, set_wan};
-use crate::sim::elle::Status;
+use crate::elle::Status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {

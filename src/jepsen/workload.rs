@@ -6,7 +6,7 @@
 //!   `BEGIN … COMMIT` block. As in Jepsen, a key takes at most [`APPENDS_PER_KEY`]
 //!   appends and is then replaced by a fresh one, so lists stay short. Every appended
 //!   element is unique in the run, so the reads say exactly which appends they saw, and
-//!   the Elle-style checker (`sim::elle`) finds any dependency cycle.
+//!   the Elle-style checker (`crate::elle`) finds any dependency cycle.
 //! - **bank**: `accounts(id int PRIMARY KEY, bal bigint)`, every balance 100 at the start;
 //!   a transfer reads two balances and moves an amount if the source covers it; one
 //!   transaction in five reads every balance, whose total must always be the initial
@@ -25,7 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
-use crate::sim::elle::{Op, Status};
+use crate::elle::{Op, Status};
 
 /// Active keys of the append workload; few, so transactions conflict.
 pub const LIST_KEYS: usize = 10;

@@ -19,7 +19,6 @@
 //! replays it. WAN delays per commit are counted along causality by the participant
 //! (the depth of the message chain the outcome depended on), not from latency.
 
-pub mod elle;
 pub mod node;
 pub mod twopc;
 pub mod world;
@@ -29,9 +28,10 @@ use std::collections::BTreeSet;
 use replication::LearnRule;
 use serde_json::json;
 
-use self::elle::{check, Status};
 use self::node::{collect_outcomes, DurableState, Protocol};
 use self::world::{RunConfig, RunResult, World};
+use crate::elle::{check, Status};
+use crate::stats::percentile;
 
 /// `meridian sim`'s arguments.
 #[derive(Clone, Debug)]
@@ -248,17 +248,6 @@ fn verify(run: RunResult) -> SeedReport {
     }
 }
 
-/// The p-th percentile (nearest rank) of `values`, 0 if empty.
-pub fn percentile<T: Copy + Ord + Default>(values: &[T], p: usize) -> T {
-    if values.is_empty() {
-        return T::default();
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank - 1]
-}
-
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -384,12 +373,5 @@ mod tests {
                 "seed {seed}: commit wait not applied"
             );
         }
-    }
-
-    #[test]
-    fn percentiles_take_the_nearest_rank() {
-        assert_eq!(percentile(&[3u32, 1, 2], 50), 2);
-        assert_eq!(percentile(&[1u64, 2, 3, 4], 99), 4);
-        assert_eq!(percentile::<u32>(&[], 50), 0);
     }
 }

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kv::Version;
-use replication::{DcId, Vote};
-use txn::participant::{self, Envelope, Outcome, Participant, ReadEntry, Reply, TxnKey, Writes};
+use replication::{
+    participant, DcId, Envelope, Outcome, Participant, ReadEntry, Reply, TxnKey, Vote, Writes,
+};
 
 use super::twopc;
 use super::world::RunConfig;
@@ -64,7 +65,7 @@ pub struct Step {
 
 #[derive(Clone, Debug)]
 pub enum DurableState {
-    Meridian(participant::Durable),
+    Meridian(replication::Durable),
     TwoPc(twopc::Durable),
 }
 
@@ -79,7 +80,7 @@ impl Node {
             (Protocol::Meridian, d) => {
                 let d = match d {
                     Some(DurableState::Meridian(d)) => d,
-                    _ => participant::Durable::default(),
+                    _ => replication::Durable::default(),
                 };
                 let (p, out) = Participant::restart(participant_config(cfg, me), d, now);
                 (Node::Meridian(Box::new(p)), meridian_step(out))
@@ -237,13 +238,13 @@ pub fn participant_config(cfg: &RunConfig, me: DcId) -> participant::Config {
         dcs: cfg.dcs,
         me,
         learn: cfg.learn,
-        retransmit: retransmit(cfg),
-        recovery: 12 * wan,
-        stagger: 6 * wan,
-        clock_bound: clock_bound(cfg),
+        retransmit_us: retransmit(cfg),
+        recovery_us: 12 * wan,
+        stagger_us: 6 * wan,
+        clock_bound_us: clock_bound(cfg),
         // Above the largest one-way delay (50% margin over the 10% jitter) plus ε.
-        floor_lag: wan * 3 / 2 + clock_bound(cfg) + 1_000,
-        closed_period: (wan / 5).max(1_000),
+        floor_lag_us: wan * 3 / 2 + clock_bound(cfg) + 1_000,
+        closed_period_us: (wan / 5).max(1_000),
     }
 }
 
@@ -256,7 +257,7 @@ fn retransmit(cfg: &RunConfig) -> u64 {
     8 * cfg.wan_delay_us.max(1_000)
 }
 
-fn meridian_step(out: participant::Output) -> Step {
+fn meridian_step(out: replication::Output) -> Step {
     Step {
         send: out.send.into_iter().map(Wire::Meridian).collect(),
         apply: out.apply,

@@ -30,8 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kv::Version;
 use replication::{quorum, DcId};
-use txn::participant::{ClientResult, ReadEntry, Reply, TxnKey, Writes};
-use txn::DcClock;
+use replication::{ClientResult, DcClock, ReadEntry, Reply, TxnKey, Writes};
 
 /// A transaction's commit request, as the coordinator and participants see it.
 #[derive(Clone, Debug, PartialEq, Eq)]

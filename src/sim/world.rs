@@ -15,11 +15,10 @@ use std::sync::Arc;
 
 use kv::{Engine, MemoryEngine, MvccStore, Version};
 use replication::{quorum, DcId, LearnRule};
-use txn::participant::{ClientResult, ReadEntry, Reply};
-use txn::validation::ReadSpan;
+use replication::{ClientResult, ReadEntry, ReadSpan, Reply};
 
-use super::elle::{Op, Status, TxnObs};
 use super::node::{DurableState, Node, Protocol, Step, Wire};
+use crate::elle::{Op, Status, TxnObs};
 
 /// What a run is asked to do.
 #[derive(Clone, Debug)]
@@ -646,7 +645,7 @@ impl World {
 pub fn settle_time(cfg: &RunConfig) -> u64 {
     let wan = cfg.wan_delay_us.max(1_000);
     let c = super::node::participant_config(cfg, 0);
-    4 * (c.recovery + cfg.dcs as u64 * c.stagger + 8 * wan + c.retransmit)
+    4 * (c.recovery_us + cfg.dcs as u64 * c.stagger_us + 8 * wan + c.retransmit_us)
 }
 
 fn user_key(k: u64) -> Vec<u8> {

@@ -1,123 +1,48 @@
-//! The commit decision: commit records, votes and the outcome rule.
-//!
-//! This is the shape of the cross-data-center commit protocol (docs/protocol.md, BRIEF §3)
-//! in its single-DC case. A transaction that executed at its origin becomes a
-//! [`CommitRecord`]: what it read (spans and the version it read them at) and what it
-//! writes. Each data center validates the record and casts a [`Vote`]; the outcome is
-//! COMMIT iff a majority of the data centers voted COMMIT ([`decide`]). With one data
-//! center the majority is that DC's own vote, so validation decides alone.
-//!
-//! Commit versions: the version a commit installs is chosen above everything the
-//! transaction read or overwrote (the Consus prototype used begin timestamps and could hide
-//! a write below an existing version). Here versions come from the sequencer's hybrid clock,
-//! which is above every version already decided, so the rule holds by construction and is
-//! asserted.
+//! What a commit answers, and the cluster as a session sees it.
 
 use kv::Version;
+use replication::DcId;
 
-use crate::locks::TxnId;
-use crate::validation::ReadSpan;
-
-/// Everything a data center needs to validate and apply a transaction.
-#[derive(Clone, Debug)]
-pub struct CommitRecord {
-    pub txn: TxnId,
-    /// The snapshot version the transaction's unlocked reads saw.
-    pub read_version: Version,
-    /// What the transaction examined under that snapshot.
-    pub reads: Vec<ReadSpan>,
-    /// Key → new value (None deletes).
-    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
-
-/// One data center's vote on a commit record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Vote {
-    /// Validation passed; the DC proposes this commit version.
-    Commit { version: Version },
-    /// A read is stale (a newer version exists in a read span).
-    Abort { reason: String },
-}
-
-/// The agreed outcome of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Committed { version: Version },
+/// What the protocol answered for one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitReply {
+    /// Committed at `version`, applied here, commit wait passed.
+    At {
+        version: Version,
+        trace: CommitTrace,
+    },
+    /// Decided ABORT (SQLSTATE 40001: retry).
     Aborted { reason: String },
 }
 
-/// The commit rule: COMMIT iff a majority of `dcs` data centers voted COMMIT; ABORT as soon
-/// as a commit majority is impossible; None while undecided. The commit version is the
-/// highest proposed, so it is above everything any voter saw.
-pub fn decide(votes: &[Vote], dcs: usize) -> Option<Outcome> {
-    assert!(
-        dcs % 2 == 1,
-        "the number of data centers must be odd, got {dcs}"
-    );
-    assert!(votes.len() <= dcs, "more votes than data centers");
-    let majority = dcs / 2 + 1;
-    let commits: Vec<Version> = votes
-        .iter()
-        .filter_map(|v| match v {
-            Vote::Commit { version } => Some(*version),
-            Vote::Abort { .. } => None,
-        })
-        .collect();
-    let aborts = votes.len() - commits.len();
-    if commits.len() >= majority {
-        let version = commits.into_iter().max().expect("a majority is not empty");
-        return Some(Outcome::Committed { version });
-    }
-    if aborts > dcs - majority {
-        let reason = votes
-            .iter()
-            .find_map(|v| match v {
-                Vote::Abort { reason } => Some(reason.clone()),
-                Vote::Commit { .. } => None,
-            })
-            .unwrap_or_default();
-        return Some(Outcome::Aborted { reason });
-    }
-    None
+/// Where a commit's time went, for the session's `meridian.commit_trace` notice and
+/// the node's latency log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitTrace {
+    /// WAN delays on the causal chain the outcome depended on (docs/protocol.md §8).
+    pub wan_delays: u32,
+    /// Waiting for the protocol driver to take the commit, µs.
+    pub queued_us: u64,
+    /// From the driver taking the commit to the outcome: validation, votes, syncs and
+    /// commit wait, µs.
+    pub protocol_us: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn commit(v: Version) -> Vote {
-        Vote::Commit { version: v }
-    }
-    fn abort() -> Vote {
-        Vote::Abort {
-            reason: "stale read".into(),
-        }
-    }
-
-    #[test]
-    fn single_dc_decides_alone() {
-        assert_eq!(
-            decide(&[commit(7)], 1),
-            Some(Outcome::Committed { version: 7 })
-        );
-        assert!(matches!(
-            decide(&[abort()], 1),
-            Some(Outcome::Aborted { .. })
-        ));
-        assert_eq!(decide(&[], 1), None);
-    }
-
-    #[test]
-    fn majority_of_three() {
-        assert_eq!(decide(&[commit(3)], 3), None);
-        assert_eq!(
-            decide(&[commit(3), abort(), commit(5)], 3),
-            Some(Outcome::Committed { version: 5 })
-        );
-        assert_eq!(decide(&[commit(3), abort()], 3), None);
-        assert!(matches!(
-            decide(&[abort(), abort()], 3),
-            Some(Outcome::Aborted { .. })
-        ));
-    }
+/// One data center as this node sees it (`SHOW DATA CENTERS`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DcStatus {
+    pub id: DcId,
+    pub name: String,
+    pub sql_addr: String,
+    pub peer_addr: String,
+    /// The DC of this node.
+    pub local: bool,
+    /// `local`, `up` (heard from recently), `unreachable`, or `cut` (by WAN emulation).
+    pub state: &'static str,
+    /// The emulated one-way delay, jitter and loss from this DC to it.
+    pub delay_ms: u64,
+    pub jitter_ms: u64,
+    pub loss: f64,
+    /// Milliseconds since a message from it arrived (None: never, or local).
+    pub last_heard_ms: Option<u64>,
 }

@@ -24,8 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// A transaction's identity and wound-wait priority: its begin timestamp (smaller = older).
-pub type TxnId = u64;
+pub use replication::TxnId;
 
 /// How a key is locked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

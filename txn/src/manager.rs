@@ -1,40 +1,37 @@
 //! The transaction manager: the transaction interface the SQL layer uses.
 //!
 //! ```text
-//!   begin ──▶ read_version = durable watermark (every acknowledged commit is ≤ it)
+//!   begin ──▶ read_version = the DC's complete point A_d (every commit ≤ it is applied)
 //!   get/scan ──▶ snapshot reads at read_version, spans recorded     (no locks)
 //!   get_for_update/put/delete ──▶ exclusive lock (wound-wait), latest value, buffered write
-//!   commit ──▶ sequencer: validate spans ▸ choose version ▸ record ▸ submit to group commit
-//!          ──▶ await fdatasync ──▶ advance watermark ──▶ release locks ──▶ acknowledge
+//!   commit ──▶ reads (span, version seen) + writes ──▶ the protocol driver
+//!          ──▶ decided, durable, applied ──▶ release locks ──▶ acknowledge
 //! ```
+//!
+//! Execution happens here, at the transaction's origin, under wound-wait; the decision
+//! is the commit protocol's (the `replication` crate, through [`crate::driver`]), which
+//! checks the reads against everything committed and chooses the version — with one
+//! data center in the same step, with several after the votes of the others.
 //!
 //! Isolation is serializable, and strictly so: a read-write transaction is serialized at
 //! its commit version (its locked keys cannot change before it; its snapshot reads are
-//! validated to be unchanged up to it), a read-only transaction at its read version (a
-//! snapshot that holds every commit acknowledged before it began).
+//! checked to be unchanged up to it), a read-only transaction on a *fresh* snapshot —
+//! one that holds every commit acknowledged anywhere before it began — at its read
+//! version. With one data center every snapshot is fresh (a commit is acknowledged only
+//! after the complete point passed it); with several, [`TxnManager::begin_fresh`] waits
+//! for the complete point to pass the clock bound, and a read-only transaction on an
+//! older snapshot, or one that took locks, commits through the protocol like any other.
 //!
-//! The manager owns one mutex around the pure cores: the [`LockTable`], the
-//! [`RecentWrites`] used for validation and the [`HybridClock`]. Decisions (validate,
-//! choose version, record, submit) happen under it, so they are totally ordered, and
-//! batches reach the group committer in version order; hence the durable watermark is
-//! simply the highest version whose commit has resolved.
+//! The manager owns one mutex around the lock table and the live transactions. The
+//! oldest live snapshot (the read horizon) is handed to the driver as transactions end,
+//! so the protocol's committed index forgets what no live transaction can conflict with.
 //!
 //! Wounds: when an older transaction wounds a younger one, the younger one is aborted on the
 //! spot — its locks are released immediately (its writes are only buffered, so nothing needs
 //! undoing) and its next operation fails with [`Error::Wounded`]. A transaction that has
 //! entered its commit cannot be wounded; the older one waits for it, which is bounded.
 //!
-//! Several data centers ([`TxnManager::new_replicated`]): execution is the same, under
-//! wound-wait at the origin, but snapshots are taken at the DC's complete point, a
-//! locked read records the version it observed, and `commit` hands the reads and writes
-//! to the cross-DC protocol through the [`Replicator`] instead of deciding locally; the
-//! runtime reports every applied commit ([`TxnManager::applied`]) and each new complete
-//! point ([`TxnManager::set_complete`]). A read-only transaction whose snapshot was not
-//! fresh waits at commit until the complete point passes its commit time and checks its
-//! reads against what was applied since its snapshot.
-//!
-//! Caveats: old versions are never garbage-collected yet; a storage error during a commit
-//! is returned to that client but leaves the node's state for the operator.
+//! Caveats: old versions are never garbage-collected yet.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -43,15 +40,14 @@ use std::sync::{Arc, OnceLock};
 
 use kv::{Store, Version};
 use parking_lot::Mutex;
+use replication::{Config, ReadEntry, ReadSpan};
 use tokio::sync::oneshot;
 
 use crate::clock::{HybridClock, PhysicalClock};
-use crate::commit::{decide, CommitRecord, Outcome, Vote};
+use crate::commit::{CommitReply, CommitTrace, DcStatus};
+use crate::driver::{self, DriverHandle, DriverTask};
 use crate::error::{Error, Result};
 use crate::locks::{Acquire, LockMode, LockTable, TxnId};
-use crate::participant::ReadEntry;
-use crate::replicated::{CommitTrace, Committed, DcStatus, Replicator};
-use crate::validation::{ReadSpan, RecentWrites};
 
 /// Upper bound on one transaction's buffered writes (keys + values), in bytes.
 pub const WRITE_SET_BYTES_MAX: usize = 256 << 20;
@@ -71,14 +67,12 @@ struct Entry {
 }
 
 struct Core {
+    /// Wound-wait priorities (tagged with the DC in `begin`, so they compare across DCs).
     clock: HybridClock,
     locks: LockTable,
-    recent: RecentWrites,
     txns: HashMap<TxnId, Entry>,
-    /// Read versions of live transactions (a multiset), for pruning `recent`.
+    /// Read versions of live transactions (a multiset): the read horizon.
     live_reads: BTreeMap<Version, usize>,
-    /// The highest commit version decided so far.
-    last_decided: Version,
 }
 
 impl Core {
@@ -139,41 +133,66 @@ pub struct TxnManager {
     store: Arc<Store>,
     physical: Arc<dyn PhysicalClock>,
     core: Mutex<Core>,
-    /// Highest version such that every commit at or below it is durable and visible.
-    watermark: AtomicU64,
+    driver: DriverHandle,
     committed: AtomicU64,
     aborted: AtomicU64,
     wounded: AtomicU64,
-    /// The cross-DC commit path; None with one data center.
-    replicator: Option<Arc<dyn Replicator>>,
 }
 
 impl TxnManager {
-    /// A manager whose commits go through the cross-DC protocol (module docs).
-    pub fn new_replicated(
+    /// A manager whose commits go through `driver` (module docs).
+    pub fn new(
         store: Arc<Store>,
         physical: Arc<dyn PhysicalClock>,
-        replicator: Arc<dyn Replicator>,
-    ) -> Result<Arc<Self>> {
-        let mut manager = Self::build(store, physical)?;
-        // Priorities only (versions come from the protocol): physical time, tagged with
-        // the DC in `begin`.
-        manager.core.get_mut().clock = HybridClock::new(manager.physical.now_micros());
-        manager.watermark = AtomicU64::new(replicator.complete());
-        manager.replicator = Some(replicator);
-        Ok(Arc::new(manager))
+        driver: DriverHandle,
+    ) -> Arc<Self> {
+        Arc::new(TxnManager {
+            store,
+            core: Mutex::new(Core {
+                clock: HybridClock::new(physical.now_micros()),
+                locks: LockTable::new(),
+                txns: HashMap::new(),
+                live_reads: BTreeMap::new(),
+            }),
+            physical,
+            driver,
+            committed: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+            wounded: AtomicU64::new(0),
+        })
+    }
+
+    /// A single-data-center manager over `store`, with its driver; the caller runs the
+    /// task (`task.run(None)`), which only logs figures.
+    pub fn start_single(
+        store: Arc<Store>,
+        physical: Arc<dyn PhysicalClock>,
+    ) -> Result<(Arc<Self>, DriverTask)> {
+        let (handle, task) = driver::open(
+            Config::single(),
+            store.clone(),
+            physical.clone(),
+            None,
+            None,
+        )?;
+        Ok((TxnManager::new(store, physical, handle), task))
     }
 
     /// The cluster's data centers as this node sees them (None: a single-DC node).
     pub fn data_centers(&self) -> Option<Vec<DcStatus>> {
-        self.replicator.as_ref().map(|r| r.data_centers())
+        self.driver.data_centers()
+    }
+
+    /// The protocol driver this manager commits through.
+    pub fn driver(&self) -> &DriverHandle {
+        &self.driver
     }
 
     /// Waits until the complete point passes every commit acknowledged anywhere so far.
-    async fn catch_up_to_now(&self, replicator: &dyn Replicator) -> Result<()> {
-        let point = replicator.fresh_point();
-        if self.watermark.load(Ordering::Acquire) < point {
-            replicator
+    async fn catch_up_to_now(&self) -> Result<()> {
+        let point = self.driver.fresh_point();
+        if self.driver.complete() < point {
+            self.driver
                 .wait_complete(point)
                 .await
                 .map_err(|_| Error::OutcomeUnknown)?;
@@ -181,51 +200,13 @@ impl TxnManager {
         Ok(())
     }
 
-    /// A commit of any DC was applied to this node's store.
-    pub fn applied(&self, version: Version, keys: Vec<Vec<u8>>) {
-        self.core.lock().recent.record(version, keys);
-    }
-
-    /// The complete point moved: new snapshots read at `complete`.
-    pub fn set_complete(&self, complete: Version) {
-        self.watermark.fetch_max(complete, Ordering::AcqRel);
-    }
-
     /// Begins a transaction whose snapshot holds every commit acknowledged anywhere
     /// before the call (with several DCs this waits for the complete point to pass it).
     pub async fn begin_fresh(self: &Arc<Self>) -> Result<Txn> {
-        let Some(replicator) = &self.replicator else {
-            return Ok(self.begin());
-        };
-        self.catch_up_to_now(&**replicator).await?;
+        self.catch_up_to_now().await?;
         let mut txn = self.begin();
         txn.fresh = true;
         Ok(txn)
-    }
-
-    pub fn new(store: Arc<Store>, physical: Arc<dyn PhysicalClock>) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self::build(store, physical)?))
-    }
-
-    fn build(store: Arc<Store>, physical: Arc<dyn PhysicalClock>) -> Result<Self> {
-        let last = store.mvcc().last_committed_version()?;
-        Ok(TxnManager {
-            store,
-            core: Mutex::new(Core {
-                clock: HybridClock::new(last.max(physical.now_micros())),
-                locks: LockTable::new(),
-                recent: RecentWrites::new(),
-                txns: HashMap::new(),
-                live_reads: BTreeMap::new(),
-                last_decided: last,
-            }),
-            physical,
-            watermark: AtomicU64::new(last),
-            committed: AtomicU64::new(0),
-            aborted: AtomicU64::new(0),
-            wounded: AtomicU64::new(0),
-            replicator: None,
-        })
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -234,13 +215,12 @@ impl TxnManager {
 
     /// Begins a transaction reading the snapshot of every acknowledged commit.
     pub fn begin(self: &Arc<Self>) -> Txn {
-        let read_version = self.watermark.load(Ordering::Acquire);
         let mut core = self.core.lock();
-        let mut id = core.clock.tick(self.physical.now_micros());
-        if let Some(r) = &self.replicator {
-            // Priorities are compared across DCs (rule E3): tag them like versions.
-            id = (id << 8) | TxnId::from(r.dc());
-        }
+        // Read under the lock that also computes the read horizon (`end`), so no
+        // snapshot starts below a horizon already handed to the driver.
+        let read_version = self.driver.complete();
+        // Priorities are compared across DCs (rule E3): tagged like versions.
+        let id = (core.clock.tick(self.physical.now_micros()) << 8) | TxnId::from(self.driver.dc());
         core.txns.insert(
             id,
             Entry {
@@ -257,7 +237,7 @@ impl TxnManager {
             state: Mutex::new(TxnState::default()),
             finished: AtomicBool::new(false),
             trace: OnceLock::new(),
-            fresh: self.replicator.is_none(),
+            fresh: self.driver.dcs() == 1,
         }
     }
 
@@ -267,6 +247,11 @@ impl TxnManager {
             aborted: self.aborted.load(Ordering::Relaxed),
             wounded: self.wounded.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether transaction `txn` is waiting for a lock.
+    pub fn is_waiting(&self, txn: TxnId) -> bool {
+        self.core.lock().locks.is_waiting(txn)
     }
 
     /// Number of keys with lock holders or waiters.
@@ -323,48 +308,6 @@ impl TxnManager {
         }
     }
 
-    /// The sequencer step: validate, choose a version, record, submit.
-    fn decide_and_submit(
-        &self,
-        record: CommitRecord,
-    ) -> Result<Option<(Version, oneshot::Receiver<kv::Result<()>>)>> {
-        let mut core = self.core.lock();
-        match core.status(record.txn) {
-            Status::Active => {}
-            _ => return Err(Error::Wounded),
-        }
-        let vote = match core.recent.validate(&record.reads, record.read_version) {
-            Err(conflict) => Vote::Abort {
-                reason: format!(
-                    "key {:?} changed at version {}",
-                    conflict.key, conflict.version
-                ),
-            },
-            Ok(()) => Vote::Commit {
-                version: core.clock.tick(self.physical.now_micros()),
-            },
-        };
-        match decide(&[vote], 1).expect("one vote decides one data center") {
-            Outcome::Aborted { reason } => {
-                tracing::debug!(txn = record.txn, %reason, "validation failed");
-                Err(Error::Conflict)
-            }
-            Outcome::Committed { .. } if record.writes.is_empty() => Ok(None),
-            Outcome::Committed { version } => {
-                assert!(
-                    version > record.read_version && version > core.last_decided,
-                    "commit version {version} must be above everything read or written"
-                );
-                core.last_decided = version;
-                core.txns.get_mut(&record.txn).expect("entry").status = Status::Committing;
-                let keys = record.writes.iter().map(|(k, _)| k.clone()).collect();
-                core.recent.record(version, keys);
-                let rx = self.store.commit(version, record.writes);
-                Ok(Some((version, rx)))
-            }
-        }
-    }
-
     fn end(&self, txn: TxnId, committed: bool) {
         let mut core = self.core.lock();
         if core.status(txn) == Status::Wounded {
@@ -381,8 +324,9 @@ impl TxnManager {
             .next()
             .copied()
             .unwrap_or(u64::MAX)
-            .min(self.watermark.load(Ordering::Acquire));
-        core.recent.prune(horizon);
+            .min(self.driver.complete());
+        drop(core);
+        self.driver.set_read_horizon(horizon);
     }
 }
 
@@ -597,56 +541,16 @@ impl Txn {
             return Err(Error::Aborted);
         }
         let state = std::mem::take(&mut *self.state.lock());
-        if let Some(replicator) = self.manager.replicator.clone() {
-            return self.commit_replicated(&*replicator, state).await;
-        }
-        if state.writes.is_empty() && !state.locked_reads {
-            // A read-only snapshot transaction is serialized at its read version.
-            let active = self.manager.check_active(self.id);
-            self.manager.end(self.id, active.is_ok());
-            return active.map(|_| None);
-        }
-        let record = CommitRecord {
-            txn: self.id,
-            read_version: self.read_version,
-            reads: state.reads,
-            writes: state.writes.into_iter().collect(),
-        };
-        let decided = self.manager.decide_and_submit(record);
-        let (version, rx) = match decided {
-            Ok(Some(pending)) => pending,
-            Ok(None) => {
-                self.manager.end(self.id, true);
-                return Ok(None);
-            }
-            Err(e) => {
-                self.manager.end(self.id, false);
-                return Err(e);
-            }
-        };
-        let durable = rx.await.unwrap_or(Err(kv::Error::Closed));
-        if durable.is_ok() {
-            self.manager.watermark.fetch_max(version, Ordering::AcqRel);
-        }
-        self.manager.end(self.id, durable.is_ok());
-        durable?;
-        Ok(Some(version))
-    }
-
-    /// Commits through the cross-DC protocol (module docs).
-    async fn commit_replicated(
-        &self,
-        replicator: &dyn Replicator,
-        state: TxnState,
-    ) -> Result<Option<Version>> {
         if let Err(e) = self.manager.check_active(self.id) {
             self.manager.end(self.id, false);
             return Err(e);
         }
-        if state.writes.is_empty() {
-            let result = self.check_read_only(replicator, &state).await;
-            self.manager.end(self.id, result.is_ok());
-            return result.map(|_| None);
+        let read_only = state.writes.is_empty();
+        if read_only && !state.locked_reads && (self.fresh || state.reads.is_empty()) {
+            // A read-only snapshot transaction on a fresh snapshot is serialized at its
+            // read version; one that read nothing at all, anywhere.
+            self.manager.end(self.id, true);
+            return Ok(None);
         }
         let mut reads: Vec<ReadEntry> = state
             .reads
@@ -669,46 +573,24 @@ impl Txn {
             }
             core.txns.get_mut(&self.id).expect("entry").status = Status::Committing;
         }
-        let answer = replicator
+        let answer = self
+            .manager
+            .driver
             .commit(self.id, reads, state.writes.into_iter().collect())
             .await;
         let result = match answer {
-            Ok(Committed::At { version, trace }) => {
+            Ok(CommitReply::At { version, trace }) => {
                 let _ = self.trace.set(trace);
-                Ok(Some(version))
+                Ok((!read_only).then_some(version))
             }
-            Ok(Committed::Aborted { reason }) => {
+            Ok(CommitReply::Aborted { reason }) => {
                 tracing::debug!(txn = self.id, %reason, "the commit protocol aborted");
                 Err(Error::Conflict)
             }
-            Err(_) => Err(Error::OutcomeUnknown),
+            Err(e) => Err(e),
         };
         self.manager.end(self.id, result.is_ok());
         result
-    }
-
-    /// A read-only transaction: a fresh snapshot needs nothing more; otherwise wait
-    /// until every commit up to now is applied here and check that none of them
-    /// touched what was read after the snapshot (or after a locked read's version).
-    async fn check_read_only(&self, replicator: &dyn Replicator, state: &TxnState) -> Result<()> {
-        if self.fresh || (state.reads.is_empty() && state.observed.is_empty()) {
-            return Ok(());
-        }
-        self.manager.catch_up_to_now(replicator).await?;
-        let core = self.manager.core.lock();
-        if core
-            .recent
-            .validate(&state.reads, self.read_version)
-            .is_err()
-        {
-            return Err(Error::Conflict);
-        }
-        for (key, lo) in &state.observed {
-            if core.recent.validate(&[ReadSpan::point(key)], *lo).is_err() {
-                return Err(Error::Conflict);
-            }
-        }
-        Ok(())
     }
 
     /// Aborts the transaction, discarding its writes and releasing its locks.

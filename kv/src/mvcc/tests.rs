@@ -35,8 +35,8 @@ fn keys_of(rows: &[Row]) -> Vec<&[u8]> {
     rows.iter().map(|(k, _, _)| k.as_slice()).collect()
 }
 
-fn committed(version: Version, value: Option<&[u8]>) -> Option<Committed> {
-    Some(Committed {
+fn committed(version: Version, value: Option<&[u8]>) -> Option<Versioned> {
+    Some(Versioned {
         version,
         value: value.map(<[u8]>::to_vec),
     })
@@ -292,7 +292,7 @@ fn scan_matches_a_model_under_random_history() {
                     .iter()
                     .rev()
                     .find(|(v, _)| *v <= at)
-                    .map(|(v, value)| Committed {
+                    .map(|(v, value)| Versioned {
                         version: *v,
                         value: value.clone(),
                     });

@@ -27,7 +27,7 @@ use crate::catalog::{Catalog, TableDef};
 use crate::error::{sqlstate, Error, Result};
 use crate::exec::dml::{complete_row, WriteContext};
 use crate::exec::names::{ident, object_name};
-use crate::exec::Engine;
+use crate::exec::Planner;
 use crate::types::Datum;
 
 const BAD_COPY_FORMAT: &str = "22P04";
@@ -59,7 +59,7 @@ pub struct CopyIn {
 impl CopyIn {
     /// Checks a `COPY … FROM STDIN` statement against the catalog and opens it.
     pub fn open(
-        engine: &Engine,
+        engine: &Planner,
         txn: &Arc<Txn>,
         catalog: &Arc<Catalog>,
         s: &Statement,
@@ -153,7 +153,7 @@ impl CopyIn {
     }
 
     /// Consumes the complete records in `bytes` (plus what earlier calls left).
-    pub async fn data(&mut self, engine: &Engine, txn: &Arc<Txn>, bytes: &[u8]) -> Result<()> {
+    pub async fn data(&mut self, engine: &Planner, txn: &Arc<Txn>, bytes: &[u8]) -> Result<()> {
         let mut pending = std::mem::take(&mut self.pending);
         pending.extend_from_slice(bytes);
         let mut start = 0;
@@ -171,7 +171,7 @@ impl CopyIn {
     }
 
     /// Ends the data (a last record may lack its newline); returns the rows copied.
-    pub async fn finish(mut self, engine: &Engine, txn: &Arc<Txn>) -> Result<u64> {
+    pub async fn finish(mut self, engine: &Planner, txn: &Arc<Txn>) -> Result<u64> {
         if !self.ended && !self.pending.is_empty() {
             let record = std::mem::take(&mut self.pending);
             self.record(engine, txn, &record).await?;
@@ -179,7 +179,7 @@ impl CopyIn {
         Ok(self.rows)
     }
 
-    async fn record(&mut self, engine: &Engine, txn: &Arc<Txn>, record: &[u8]) -> Result<()> {
+    async fn record(&mut self, engine: &Planner, txn: &Arc<Txn>, record: &[u8]) -> Result<()> {
         self.line += 1;
         let record = record.strip_suffix(b"\r").unwrap_or(record);
         if self.skip_header && self.line == 1 {

@@ -16,12 +16,12 @@ use txn::Txn;
 use crate::catalog::{Catalog, CatalogWriter, CheckDef, ColumnDef, IndexDef, TableDef, ViewDef};
 use crate::error::{sqlstate, Error, Result};
 use crate::exec::names::{ident, object_name};
-use crate::exec::{query, Engine, Output};
+use crate::exec::{query, Output, Planner};
 use crate::table::{backfill_index, delete_prefix};
 use crate::types::SqlType;
 
 pub(crate) async fn execute(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     statement: &Statement,
@@ -127,7 +127,7 @@ fn column_def(
 }
 
 async fn create_table(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     ct: &CreateTable,
@@ -235,7 +235,7 @@ async fn create_table(
 /// `CREATE TABLE t AS SELECT …`: columns named and typed by the query, rows copied, no
 /// primary key (a hidden row id), as in PostgreSQL.
 async fn create_table_as(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     writer: &CatalogWriter<'_>,
@@ -367,7 +367,7 @@ async fn create_index(txn: &Arc<Txn>, catalog: &Catalog, ci: &CreateIndex) -> Re
 }
 
 async fn create_view(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     cv: &CreateView,
@@ -402,7 +402,7 @@ async fn create_view(
 }
 
 async fn drop(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Catalog,
     object_type: ObjectType,
@@ -518,7 +518,7 @@ fn missing(kind: &str, name: &str) -> Error {
 }
 
 async fn alter_table(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Catalog,
     at: &datafusion::sql::sqlparser::ast::AlterTable,
@@ -681,7 +681,7 @@ impl datafusion::sql::sqlparser::ast::Visitor for ColumnFinder<'_> {
 /// Fills a column just added to a table with rows: each row gets the column's default
 /// (or sequence value); NOT NULL is checked.
 async fn backfill_column(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     table: &TableDef,
     column: &str,

@@ -28,14 +28,14 @@ use crate::context::DML_PREFIX;
 use crate::error::{sqlstate, Error, Result};
 use crate::exec::eval::{Relation, RowEvaluator, Simple};
 use crate::exec::names::{expr_name, ident, object_name};
-use crate::exec::{query, table_name_of, Engine, Output, OutputColumn};
+use crate::exec::{query, table_name_of, Output, OutputColumn, Planner};
 use crate::provider::KEY_COLUMN;
 use crate::table::{decode_stored_row, delete_row, insert_row, update_row, InsertOutcome};
 use crate::types::{Datum, SqlType};
 
 /// Parameter types and RETURNING columns of a DML statement.
 pub(crate) async fn describe(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     statement: &Statement,
@@ -144,7 +144,7 @@ fn target(catalog: &Catalog, statement: &Statement) -> Result<Target> {
 }
 
 pub(crate) async fn execute(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     statement: &Statement,
@@ -313,7 +313,7 @@ fn is_default_marker(e: &Expr) -> bool {
 
 /// Source rows of an INSERT: Some(value) per target column, None = DEFAULT.
 async fn insert_source(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     ins: &Insert,
@@ -380,7 +380,7 @@ async fn insert_source(
 
 /// Fills a full row from the provided values and column defaults.
 pub(crate) async fn complete_row(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     state: Option<&datafusion::execution::session_state::SessionState>,
     table: &TableDef,
@@ -419,7 +419,7 @@ pub(crate) async fn complete_row(
 }
 
 /// A new hidden row id for a table without a primary key (None for other tables).
-pub(crate) async fn next_rowid(engine: &Engine, table: &TableDef) -> Result<Option<i64>> {
+pub(crate) async fn next_rowid(engine: &Planner, table: &TableDef) -> Result<Option<i64>> {
     if !table.has_hidden_rowid() {
         return Ok(None);
     }
@@ -433,7 +433,7 @@ pub(crate) async fn next_rowid(engine: &Engine, table: &TableDef) -> Result<Opti
 
 /// The value a column gets when none is given: its sequence, its DEFAULT, or NULL.
 pub(crate) async fn column_default(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     state: Option<&datafusion::execution::session_state::SessionState>,
     table: &TableDef,
@@ -473,7 +473,7 @@ pub(crate) async fn column_default(
 
 #[allow(clippy::too_many_arguments)]
 async fn insert(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     table: &Arc<TableDef>,
@@ -720,7 +720,7 @@ fn source_query(
 
 /// Runs the source query: (row key, stored row, assigned values) per target row, deduplicated.
 async fn source_rows(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     table: &TableDef,
@@ -748,7 +748,7 @@ async fn source_rows(
 
 #[allow(clippy::too_many_arguments)]
 async fn update(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     table: &Arc<TableDef>,
@@ -789,7 +789,7 @@ async fn update(
 
 #[allow(clippy::too_many_arguments)]
 async fn delete(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     table: &Arc<TableDef>,

@@ -72,16 +72,16 @@ pub struct Prepared {
 }
 
 /// Node-wide planner state.
-pub struct Engine {
+pub struct Planner {
     pub txns: Arc<TxnManager>,
     pub(crate) catalogs: CatalogCache,
     pub(crate) query: QueryEngine,
     pub(crate) sequences: SequenceCache,
 }
 
-impl Engine {
-    pub fn new(txns: Arc<TxnManager>, memory_limit_bytes: usize) -> Arc<Engine> {
-        Arc::new(Engine {
+impl Planner {
+    pub fn new(txns: Arc<TxnManager>, memory_limit_bytes: usize) -> Arc<Planner> {
+        Arc::new(Planner {
             txns,
             catalogs: CatalogCache::new(),
             query: QueryEngine::new(memory_limit_bytes),
@@ -166,7 +166,7 @@ impl Engine {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 dml::execute(self, txn, &catalog, &prepared.statement, params, None).await
             }
-            // COPY FROM STDIN runs through the wire layer's COPY protocol ([`Engine::copy_in`]).
+            // COPY FROM STDIN runs through the wire layer's COPY protocol ([`Planner::copy_in`]).
             Statement::Copy { .. } => Err(Error::unsupported("COPY TO STDOUT")),
             Statement::Vacuum(v) => maintenance(&catalog, v.table_name.as_ref(), "VACUUM"),
             Statement::Analyze(a) => maintenance(&catalog, a.table_name.as_ref(), "ANALYZE"),

@@ -28,7 +28,7 @@ use crate::catalog::{Catalog, TableDef};
 use crate::error::{sqlstate, Error, Result};
 use crate::exec::eval::Simple;
 use crate::exec::names::{ident, object_name};
-use crate::exec::{dml, Engine, Output, OutputColumn};
+use crate::exec::{dml, Output, OutputColumn, Planner};
 use crate::table::{decode_stored_row, delete_row, insert_row_or_fail, row_key, update_row};
 use crate::types::{Datum, SqlType};
 
@@ -434,7 +434,7 @@ fn not_null(table: &TableDef, row: &[Datum]) -> Result<()> {
 }
 
 pub(crate) async fn execute(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     _catalog: &Arc<Catalog>,
     plan: &PointPlan,

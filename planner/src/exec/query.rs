@@ -26,13 +26,13 @@ use txn::Txn;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::exec::names::{output_names, resolve_names};
-use crate::exec::{Engine, Output, OutputColumn, RowStream};
+use crate::exec::{Output, OutputColumn, Planner, RowStream};
 use crate::numeric_scale::{expose_display_scales, Display};
 use crate::types::{array_datum, datum_to_scalar, Datum, SqlType};
 
 /// Plans a query: returns the session (to execute with) and the logical plan.
 pub(crate) async fn plan(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     statement: Statement,
@@ -97,7 +97,7 @@ pub(crate) fn columns(plan: &LogicalPlan, q: Option<&Query>) -> Vec<OutputColumn
 /// Plans a query whose rows go to the client: with PostgreSQL's per-value numeric
 /// display scales exposed (see [`crate::numeric_scale`]).
 async fn plan_output(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     q: &Query,
@@ -107,7 +107,7 @@ async fn plan_output(
 }
 
 pub(crate) async fn describe(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     q: &Query,
@@ -117,7 +117,7 @@ pub(crate) async fn describe(
 }
 
 pub(crate) async fn execute(
-    engine: &Engine,
+    engine: &Planner,
     txn: &Arc<Txn>,
     catalog: &Arc<Catalog>,
     q: &Query,

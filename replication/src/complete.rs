@@ -23,9 +23,9 @@
 use std::collections::BTreeMap;
 
 use kv::Version;
-use replication::{quorum, DcId};
 
-use super::record::{Outcome, TxnKey};
+use crate::instance::{quorum, DcId};
+use crate::record::{Outcome, TxnKey};
 
 /// One DC's announcement of its floor.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,7 +39,7 @@ pub struct Closed {
 
 /// The complete-point bookkeeping of one DC.
 #[derive(Debug)]
-pub(crate) struct Horizon {
+pub(crate) struct CompletePoint {
     me: DcId,
     /// Latest announcement per DC (this DC's own included).
     announced: Vec<Option<Closed>>,
@@ -54,13 +54,18 @@ pub(crate) struct Horizon {
     complete: Version,
 }
 
-impl Horizon {
-    pub(crate) fn new(dcs: usize, me: DcId) -> Horizon {
-        Horizon {
+impl CompletePoint {
+    /// The bookkeeping of DC `me` of `dcs`, where `retired[e]` attempts of origin e are
+    /// decided and applied already (missing entries: none).
+    pub(crate) fn new(dcs: usize, me: DcId, retired: &[u64]) -> CompletePoint {
+        let prefix: Vec<u64> = (0..dcs)
+            .map(|e| retired.get(e).copied().unwrap_or(0))
+            .collect();
+        CompletePoint {
             me,
             announced: vec![None; dcs],
-            prefix: vec![0; dcs],
-            known: vec![0; dcs],
+            known: prefix.clone(),
+            prefix,
             voted_upto: vec![0; dcs],
             unfloored: BTreeMap::new(),
             complete: 0,
@@ -121,7 +126,7 @@ impl Horizon {
         self.heard_of_new(key);
     }
 
-    /// As [`Horizon::heard_of`]; true if `key` is beyond every attempt of its origin
+    /// As [`CompletePoint::heard_of`]; true if `key` is beyond every attempt of its origin
     /// heard of before.
     pub(crate) fn heard_of_new(&mut self, key: TxnKey) -> bool {
         match self.known.get_mut(usize::from(key.origin)) {
@@ -187,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_floor_counts_only_once_the_votes_below_it_are_resolved_here() {
-        let mut h = Horizon::new(3, 0);
+        let mut h = CompletePoint::new(3, 0, &[]);
         let mut outcomes = BTreeMap::new();
         for (k, version) in [(key(1, 1), 100), (key(1, 2), 300)] {
             h.heard_of(k);
@@ -222,7 +227,7 @@ mod tests {
 
     #[test]
     fn announced_votes_reveal_gaps() {
-        let mut h = Horizon::new(3, 0);
+        let mut h = CompletePoint::new(3, 0, &[]);
         h.heard_of(key(2, 3));
         h.announced(
             1,

@@ -1,8 +1,8 @@
 //! Exhaustive model check (stateright) of admissibility across data centers: two
-//! conflicting commit attempts at D = 3, driving the real `txn::participant::check`
+//! conflicting commit attempts at D = 3, driving the real `replication::check`
 //! (rules C1–C3, P1–P3, E0 and E3 of docs/protocol.md §5.4 and §6.1).
 //!
-//! The vote instances are abstracted to their chosen values: `replication/tests/model.rs`
+//! The vote instances are abstracted to their chosen values: `replication/tests/instance_model.rs`
 //! shows each instance chooses at most one value, a voter's own vote or (by recovery)
 //! ABORT. Here, in any order: the origin checks its attempt and ships it (COMMIT) or
 //! aborts it locally; each other DC checks the record against what it has learned
@@ -16,11 +16,9 @@
 //! step is always possible until every attempt is decided and learned everywhere); and
 //! non-vacuity (both outcomes reachable where the attempts allow).
 
-use replication::{decide, DcId, Vote};
+use replication::check::{check, Checker as Role, CommittedIndex, Verdict};
+use replication::{decide, DcId, ReadEntry, ReadSpan, Record, TxnKey, Vote};
 use stateright::{Checker, Model, Property};
-use txn::participant::check::{check, Checker as Role, CommittedIndex, Verdict};
-use txn::participant::{ReadEntry, Record, TxnKey};
-use txn::validation::ReadSpan;
 
 const D: usize = 3;
 

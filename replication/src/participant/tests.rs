@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use super::*;
-use crate::validation::ReadSpan;
+use crate::ReadSpan;
 
 const UNIT: u64 = 1_000;
 
@@ -22,12 +22,12 @@ fn config(dcs: usize, me: DcId, learn: LearnRule) -> Config {
         dcs,
         me,
         learn,
-        retransmit: 10 * UNIT,
-        recovery: 20 * UNIT,
-        stagger: 10 * UNIT,
-        clock_bound: 0,
-        floor_lag: 5 * UNIT,
-        closed_period: UNIT,
+        retransmit_us: 10 * UNIT,
+        recovery_us: 20 * UNIT,
+        stagger_us: 10 * UNIT,
+        clock_bound_us: 0,
+        floor_lag_us: 5 * UNIT,
+        closed_period_us: UNIT,
     }
 }
 

@@ -12,11 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kv::Version;
-use replication::{Acceptor, DcId, Vote};
 use serde::{Deserialize, Serialize};
 
-use super::record::{Outcome, Record, TxnKey};
 use crate::clock::DcClock;
+use crate::instance::{Acceptor, DcId, Vote};
+use crate::record::{Outcome, Record, TxnKey};
 
 /// One piece of durable state; the unit a runtime persists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub enum DurableEntry {
     OwnVote(TxnKey, Vote),
     Acceptor(TxnKey, DcId, Acceptor),
     Outcome(TxnKey, Outcome),
+    /// Per origin: attempts 1..=n are decided, applied and forgotten ([`Durable::retire`]).
+    Retired(Vec<u64>),
 }
 
 impl DurableEntry {
@@ -37,6 +39,7 @@ impl DurableEntry {
     pub fn slot_key(&self) -> Vec<u8> {
         let (tag, key, voter) = match self {
             DurableEntry::Meta { .. } => return vec![b'm'],
+            DurableEntry::Retired(_) => return vec![b'x'],
             DurableEntry::Record(r) => (b'r', r.key, None),
             DurableEntry::OwnVote(k, _) => (b'o', *k, None),
             DurableEntry::Acceptor(k, v, _) => (b'a', *k, Some(*v)),
@@ -57,6 +60,7 @@ pub(crate) enum Slot {
     OwnVote(TxnKey),
     Acceptor(TxnKey, DcId),
     Outcome(TxnKey),
+    Retired,
 }
 
 /// The state a crash does not lose.
@@ -72,6 +76,8 @@ pub struct Durable {
     pub(crate) outcomes: BTreeMap<TxnKey, Outcome>,
     /// F: this DC votes ABORT on records at or below this version (C0, §7.6).
     pub(crate) floor: Version,
+    /// Per origin: attempts 1..=n were decided and applied, and their state dropped.
+    pub(crate) retired: Vec<u64>,
     /// Slots changed and not yet handed out as entries.
     dirty: BTreeSet<Slot>,
 }
@@ -103,6 +109,7 @@ impl Durable {
                 DurableEntry::Outcome(k, o) => {
                     d.outcomes.insert(k, o);
                 }
+                DurableEntry::Retired(r) => d.retired = r,
             }
         }
         d
@@ -133,6 +140,55 @@ impl Durable {
             .collect()
     }
 
+    /// The vote floor F.
+    pub fn floor(&self) -> Version {
+        self.floor
+    }
+
+    /// The highest attempt number this DC issued as origin.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The highest clock value issued or observed.
+    pub fn hlc(&self) -> Version {
+        self.hlc.last()
+    }
+
+    /// Per origin, the attempts retired (decided, applied, forgotten).
+    pub fn retired(&self) -> &[u64] {
+        &self.retired
+    }
+
+    /// Absorbs a version found elsewhere (the store's newest, at start), so every
+    /// version issued later is above it.
+    pub fn observe(&mut self, version: Version) {
+        if self.hlc.observe(version) {
+            self.mark(Slot::Meta);
+        }
+    }
+
+    /// Drops every decided attempt whose writes are applied, keeping only that they
+    /// were: with one data center, nobody will ask about them again. The caller
+    /// guarantees that every attempt of origin `origin` up to `upto` is decided and
+    /// applied no later than the step that persists this.
+    pub(crate) fn retire(&mut self, origin: DcId, upto: u64) {
+        let slot = usize::from(origin);
+        if self.retired.len() <= slot {
+            self.retired.resize(slot + 1, 0);
+        }
+        if self.retired[slot] >= upto {
+            return;
+        }
+        self.retired[slot] = upto;
+        let gone = |k: &TxnKey| k.origin == origin && k.seq <= upto;
+        self.records.retain(|k, _| !gone(k));
+        self.own_votes.retain(|k, _| !gone(k));
+        self.acceptors.retain(|(k, _), _| !gone(k));
+        self.outcomes.retain(|k, _| !gone(k));
+        self.mark(Slot::Retired);
+    }
+
     pub(crate) fn mark(&mut self, slot: Slot) {
         self.dirty.insert(slot);
     }
@@ -155,6 +211,7 @@ impl Durable {
                         DurableEntry::Acceptor(k, v, *self.acceptors.get(&(k, v))?)
                     }
                     Slot::Outcome(k) => DurableEntry::Outcome(k, *self.outcomes.get(&k)?),
+                    Slot::Retired => DurableEntry::Retired(self.retired.clone()),
                 })
             })
             .collect()
@@ -164,7 +221,7 @@ impl Durable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use replication::Ballot;
+    use crate::instance::Ballot;
 
     #[test]
     fn entries_rebuild_the_state_and_later_entries_win() {

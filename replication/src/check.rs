@@ -25,14 +25,21 @@
 //! the checks exact while the index stays bounded by the keyspace instead of the
 //! history: C1 and C2 only ask about versions ≥ s > F, and C3 (a committed version in
 //! (lo, s)) needs, below F, only each key's newest version — if any committed version
-//! of k in (lo, F] exists, the newest one ≤ F is in (lo, s) too.
+//! of k in (lo, F] exists, the newest one ≤ F is in (lo, s) too. Point reads at or
+//! below F go as well (C2 asks only about reads at versions ≥ s).
+//!
+//! With one data center the index is bounded by the live transactions instead
+//! ([`CommittedIndex::prune_local`]): every record is local, its unlocked reads are at
+//! snapshots at or above the read horizon H, and its locked reads observed their key's
+//! newest version under a lock held until the commit is applied; so a key whose newest
+//! version is at or below min(F, H) can never be in (lo, s) and is forgotten.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kv::Version;
 
-use super::record::{Record, TxnKey};
-use crate::validation::ReadSpan;
+use crate::clock::ShowVersion;
+use crate::record::{ReadSpan, Record, TxnKey};
 
 /// What the committed transactions known at a DC imply for later records.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +53,10 @@ pub struct CommittedIndex {
     span_reads: BTreeMap<Version, Vec<ReadSpan>>,
     /// The keys each version wrote that are not yet pruned, by version.
     unpruned: BTreeMap<Version, Vec<Vec<u8>>>,
+    /// Point reads by version, for pruning `point_reads`.
+    point_read_log: BTreeMap<Version, Vec<Vec<u8>>>,
+    /// Keys pruned down to their newest version, by that version (for `prune_local`).
+    floored: BTreeMap<Version, Vec<Vec<u8>>>,
 }
 
 impl CommittedIndex {
@@ -62,10 +73,14 @@ impl CommittedIndex {
             .or_default()
             .extend(record.writes.iter().map(|(k, _)| k.clone()));
         for read in &record.reads {
-            match point_key(&read.span) {
+            match read.span.as_point() {
                 Some(key) => {
                     let v = self.point_reads.entry(key.to_vec()).or_default();
                     *v = (*v).max(record.version);
+                    self.point_read_log
+                        .entry(record.version)
+                        .or_default()
+                        .push(key.to_vec());
                 }
                 None => self
                     .span_reads
@@ -79,7 +94,20 @@ impl CommittedIndex {
     /// Forgets what no record above `horizon` can be refused for (module docs): range
     /// reads at or below it, and every version at or below it but each key's newest.
     pub fn prune(&mut self, horizon: Version) {
+        self.prune_at(horizon, false);
+    }
+
+    fn prune_at(&mut self, horizon: Version, track_floored: bool) {
         self.span_reads = self.span_reads.split_off(&(horizon + 1));
+        let above = self.point_read_log.split_off(&(horizon + 1));
+        for key in std::mem::replace(&mut self.point_read_log, above)
+            .into_values()
+            .flatten()
+        {
+            if self.point_reads.get(&key).is_some_and(|v| *v <= horizon) {
+                self.point_reads.remove(&key);
+            }
+        }
         let above = self.unpruned.split_off(&(horizon + 1));
         for key in std::mem::replace(&mut self.unpruned, above)
             .into_values()
@@ -88,9 +116,37 @@ impl CommittedIndex {
             if let Some(set) = self.versions.get_mut(&key) {
                 if let Some(&newest) = set.range(..=horizon).next_back() {
                     *set = set.split_off(&newest);
+                    if track_floored && set.len() == 1 {
+                        self.floored.entry(newest).or_default().push(key);
+                    }
                 }
             }
         }
+    }
+
+    /// One data center only (module docs): prunes at the floor `floor`, then forgets
+    /// every key whose newest version is at or below `horizon` (≤ `floor`).
+    pub fn prune_local(&mut self, floor: Version, horizon: Version) {
+        assert!(horizon <= floor, "the read horizon is capped by the floor");
+        self.prune_at(floor, true);
+        let above = self.floored.split_off(&(horizon + 1));
+        for key in std::mem::replace(&mut self.floored, above)
+            .into_values()
+            .flatten()
+        {
+            if self
+                .versions
+                .get(&key)
+                .is_some_and(|set| set.last().is_some_and(|v| *v <= horizon))
+            {
+                self.versions.remove(&key);
+            }
+        }
+    }
+
+    /// Keys and reads held, for bounds in tests.
+    pub fn size(&self) -> usize {
+        self.versions.len() + self.point_reads.len() + self.span_reads.len()
     }
 
     /// Newest committed version of `key`, 0 if none.
@@ -122,13 +178,6 @@ impl CommittedIndex {
     }
 }
 
-/// The key of a one-key span.
-fn point_key(span: &ReadSpan) -> Option<&[u8]> {
-    let end = span.end.as_deref()?;
-    (end.len() == span.start.len() + 1 && end.ends_with(&[0]) && end.starts_with(&span.start))
-        .then_some(span.start.as_slice())
-}
-
 /// A DC's verdict on a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -156,19 +205,28 @@ pub fn check<'a>(
     for (key, _) in &record.writes {
         let latest = committed.latest(key);
         if latest >= s {
-            return Verdict::Abort(format!("C1: {} has committed version {latest}", show(key)));
+            return Verdict::Abort(format!(
+                "C1: {} has committed version {}",
+                show(key),
+                ShowVersion(latest)
+            ));
         }
         let read = committed.read_timestamp(key);
         if read >= s {
-            return Verdict::Abort(format!("C2: {} was read at version {read}", show(key)));
+            return Verdict::Abort(format!(
+                "C2: {} was read at version {}",
+                show(key),
+                ShowVersion(read)
+            ));
         }
     }
     for read in &record.reads {
         if let Some(c) = committed.version_between(&read.span, read.lo, s) {
             return Verdict::Abort(format!(
-                "C3: read of {} at {} missed committed version {c}",
+                "C3: read of {} at {} missed committed version {}",
                 show(&read.span.start),
-                read.lo
+                ShowVersion(read.lo),
+                ShowVersion(c)
             ));
         }
     }
@@ -217,7 +275,7 @@ fn show(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::participant::record::ReadEntry;
+    use crate::record::ReadEntry;
 
     fn record(
         seq: u64,
@@ -393,7 +451,35 @@ mod tests {
             verdict(&t, &[w], &[], Checker::Remote),
             Verdict::Abort(_)
         ));
-        assert_eq!(point_key(&ReadSpan::point(b"k")), Some(&b"k"[..]));
-        assert_eq!(point_key(&t.reads[0].span), None);
+        assert_eq!(ReadSpan::point(b"k").as_point(), Some(&b"k"[..]));
+        assert_eq!(t.reads[0].span.as_point(), None);
+    }
+
+    #[test]
+    fn local_pruning_forgets_keys_below_the_read_horizon_and_keeps_the_verdicts_above() {
+        let mut index = CommittedIndex::default();
+        for r in [
+            record(1, 1, 10, &[("r", 0)], &["old"]),
+            record(2, 2, 12, &[], &["busy"]),
+            record(3, 3, 40, &[("r2", 0)], &["busy"]),
+        ] {
+            index.add(&r);
+        }
+        index.prune_local(50, 20);
+        // "old" (newest 10 ≤ 20) and both point reads (≤ the floor 50) are gone; "busy"
+        // keeps its newest version, 40.
+        assert_eq!(index.size(), 1);
+        assert_eq!(index.latest(b"old"), 0);
+        assert_eq!(index.latest(b"busy"), 40);
+        // A read of "busy" at a snapshot at or above the horizon still sees the write
+        // at 40 it missed.
+        let stale = record(4, 4, 60, &[("busy", 20)], &["z"]);
+        assert!(matches!(
+            check(&stale, &index, std::iter::empty(), Checker::Origin),
+            Verdict::Abort(_)
+        ));
+        // Pruning again forgets "busy" once the horizon passes its newest version.
+        index.prune_local(60, 45);
+        assert_eq!(index.size(), 0);
     }
 }

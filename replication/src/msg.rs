@@ -1,51 +1,11 @@
-//! The commit record, its identity, the messages between data centers, and outcomes
-//! (docs/protocol.md §1.2, §3.2, §4).
+//! The messages between data centers (docs/protocol.md §4) and the envelope that
+//! carries them.
 
-use kv::Version;
-use replication::{Ballot, DcId, Vote};
 use serde::{Deserialize, Serialize};
 
-use super::horizon::Closed;
-use crate::locks::TxnId;
-use crate::validation::ReadSpan;
-
-/// Written keys with their new values (None deletes).
-pub type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-/// One commit attempt: the origin and the origin's consecutive attempt number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TxnKey {
-    pub origin: DcId,
-    pub seq: u64,
-}
-
-/// "The transaction saw, for every key in `span`, the newest committed version ≤ `lo`
-/// and nothing newer."
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadEntry {
-    pub span: ReadSpan,
-    pub lo: Version,
-}
-
-/// Everything a data center needs to check and apply a commit attempt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub key: TxnKey,
-    /// Wound-wait priority: smaller is older.
-    pub txn: TxnId,
-    /// The commit version, chosen once by the origin.
-    pub version: Version,
-    pub reads: Vec<ReadEntry>,
-    /// Key → new value (None deletes).
-    pub writes: Writes,
-}
-
-/// An attempt's agreed outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    Committed { version: Version },
-    Aborted,
-}
+use crate::complete::Closed;
+use crate::instance::{Ballot, DcId, Vote};
+use crate::record::{Outcome, Record, TxnKey};
 
 /// The protocol's messages (§4; fencing, catch-up ranges and read-only checks are not
 /// built yet).
