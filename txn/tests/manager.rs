@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use kv::keys::protocol_span;
-use kv::{Engine, MemoryEngine, Store};
+use kv::{Engine, MemoryEngine, Store, WriteBatch};
 use txn::{Error, SystemClock, TxnManager};
 
 /// A single-DC manager; its driver task only logs figures, so it is not run.
@@ -249,4 +251,63 @@ async fn a_reopened_node_sees_every_commit_and_issues_later_versions() {
     assert_eq!(t.get(b"k").unwrap(), Some(b"v".to_vec()));
     t.put(b"k", Some(b"w".to_vec())).await.unwrap();
     assert!(t.commit().await.unwrap().unwrap() > first);
+}
+
+/// A disk whose synced writes fail once `broken` is set (fdatasync returning EIO).
+#[derive(Default)]
+struct FailingDisk {
+    inner: MemoryEngine,
+    broken: AtomicBool,
+}
+
+impl Engine for FailingDisk {
+    fn get(&self, key: &[u8]) -> kv::Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> kv::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan(start, end, limit)
+    }
+
+    fn write(&self, batch: &WriteBatch, sync: bool) -> kv::Result<()> {
+        if sync && self.broken.load(Ordering::Acquire) {
+            return Err(kv::Error::Io("fdatasync: EIO".into()));
+        }
+        self.inner.write(batch, sync)
+    }
+}
+
+#[tokio::test]
+async fn a_failed_sync_stops_the_driver() {
+    let disk = Arc::new(FailingDisk::default());
+    let store = Arc::new(Store::open(disk.clone()).unwrap());
+    let (m, task) = TxnManager::start_single(store, Arc::new(SystemClock)).unwrap();
+    let task = tokio::spawn(task.run(None));
+    let t = m.begin();
+    t.put(b"k", Some(b"v".to_vec())).await.unwrap();
+    t.commit()
+        .await
+        .unwrap()
+        .expect("committed before the disk broke");
+    disk.broken.store(true, Ordering::Release);
+    let t = m.begin();
+    t.put(b"k", Some(b"w".to_vec())).await.unwrap();
+    assert!(matches!(t.commit().await, Err(Error::Storage(_))));
+    let stopped = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the driver task ends")
+        .unwrap();
+    assert!(stopped.is_err(), "the node stops with an error");
+    let t = m.begin();
+    t.put(b"k", Some(b"x".to_vec())).await.unwrap();
+    assert!(
+        matches!(t.commit().await, Err(Error::OutcomeUnknown)),
+        "later commits are refused"
+    );
+    assert_eq!(m.locked_keys(), 0, "every lock was released");
 }

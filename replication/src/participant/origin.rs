@@ -28,32 +28,45 @@ impl Participant {
             origin: self.cfg.me,
             seq: self.durable.next_seq + 1,
         };
+        let LocalCommit {
+            client,
+            txn,
+            reads,
+            writes,
+        } = c;
         let record = Record {
             key,
-            txn: c.txn,
+            txn,
             version,
-            reads: c.reads.clone(),
-            writes: c.writes.clone(),
+            reads,
+            writes,
         };
         match self.verdict(&record, Checker::Origin) {
             Verdict::Abort(reason) => out.replies.push(Reply {
-                client: c.client,
+                client,
                 result: ClientResult::Aborted { reason },
             }),
-            Verdict::Wait(_) => self.local_waiting.push(c),
+            Verdict::Wait(_) => self.local_waiting.push(LocalCommit {
+                client,
+                txn,
+                reads: record.reads,
+                writes: record.writes,
+            }),
             Verdict::Commit => {
                 self.durable.next_seq += 1;
-                self.durable.records.insert(key, record.clone());
+                if self.cfg.dcs > 1 {
+                    self.broadcast(
+                        Msg::Record {
+                            record: record.clone(),
+                        },
+                        out,
+                    );
+                }
+                self.durable.records.insert(key, record);
                 self.durable.mark(Slot::Meta);
                 self.durable.mark(Slot::Record(key));
                 let a = self.attempt(key);
-                a.client = Some(c.client);
-                self.broadcast(
-                    Msg::Record {
-                        record: record.clone(),
-                    },
-                    out,
-                );
+                a.client = Some(client);
                 self.cast_own_vote(key, Vote::Commit, out);
             }
         }

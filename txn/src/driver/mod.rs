@@ -44,7 +44,7 @@ use replication::{
     ClientResult, Config, DcClock, DcId, Durable, DurableEntry, Envelope, Output, Participant,
     ReadEntry, TxnId, Writes,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use self::stats::Stats;
 use crate::clock::PhysicalClock;
@@ -114,6 +114,8 @@ struct Shared {
     stats: Mutex<Stats>,
     /// A sync failed: nothing more is stepped or answered.
     failed: AtomicBool,
+    /// Wakes the task when a sync failed.
+    stopped: Notify,
 }
 
 /// The handle the transaction manager uses. Cheap to clone.
@@ -158,6 +160,7 @@ pub fn open(
         view,
         stats: Mutex::new(Stats::default()),
         failed: AtomicBool::new(false),
+        stopped: Notify::new(),
     });
     let batch = shared.batch_of(std::slice::from_ref(&restart));
     if !batch.is_empty() {
@@ -264,16 +267,20 @@ impl DriverHandle {
 
 impl DriverTask {
     /// Steps envelopes from `peers` and ticks until the inbox closes (or, with no
-    /// peers, forever); returns an error if a sync failed.
+    /// peers, until a sync fails); returns an error once a sync failed.
     pub async fn run(self, peers: Option<Peers>) -> Result<()> {
         let shared = self.shared;
         let mut last_stats = Instant::now();
         let Some(mut peers) = peers else {
             // One DC: nothing arrives from outside and nothing waits on timers; the
-            // task only logs the figures.
+            // task logs the figures and ends when a sync failed.
             loop {
-                tokio::time::sleep(STATS_PERIOD).await;
-                shared.stats.lock().log(STATS_PERIOD.as_secs());
+                tokio::select! {
+                    () = shared.stopped.notified() => return Err(Error::OutcomeUnknown),
+                    () = tokio::time::sleep(STATS_PERIOD) => {
+                        shared.stats.lock().log(STATS_PERIOD.as_secs());
+                    }
+                }
             }
         };
         let mut tick = tokio::time::interval(TICK);
@@ -433,6 +440,8 @@ impl Shared {
         }
         self.clients.lock().clear();
         self.waiters.lock().clear();
+        // A stored permit: the task wakes even if it is not waiting right now.
+        self.stopped.notify_one();
     }
 }
 
