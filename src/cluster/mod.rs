@@ -86,7 +86,7 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     let me = topology.dc(config.dc)?.clone();
     let dcs = topology.dcs.len();
     // Both addresses first: a second node started for this DC fails here, before it
-    // touches a data directory. The peer port is only checked (tonic binds it below).
+    // touches a data directory.
     let taken = |what: &str, addr| {
         format!(
             "cannot listen for {what} on {addr} (is another node of DC {} running, \
@@ -97,7 +97,10 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     let sql = TcpListener::bind(me.sql)
         .await
         .with_context(|| taken("SQL", me.sql))?;
-    drop(std::net::TcpListener::bind(me.peer).with_context(|| taken("peers", me.peer))?);
+    // The peer port is bound here, before anything can report the node ready, so a
+    // peer (or a test) that connects once SQL answers is never refused.
+    let peer_incoming = tonic::transport::server::TcpIncoming::bind(me.peer)
+        .with_context(|| taken("peers", me.peer))?;
     let store = crate::node::open_store(&config.data_dir, config.block_cache_bytes)?;
     check_identity(&store, &topology.cluster, me.id, dcs)?;
 
@@ -147,8 +150,8 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
             .tls_config(tls.server())
             .context("invalid TLS configuration")?;
     }
-    let peer_server = tokio::spawn(server.add_service(service).serve_with_shutdown(
-        me.peer,
+    let peer_server = tokio::spawn(server.add_service(service).serve_with_incoming_shutdown(
+        peer_incoming,
         async {
             let _ = peers_stopped.await;
         },
