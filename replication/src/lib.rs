@@ -42,5 +42,5 @@ pub use instance::{
     decide, quorum, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Rejected, Vote,
 };
 pub use msg::{Envelope, Msg};
-pub use participant::{ClientResult, Config, Output, Participant, Reply};
+pub use participant::{ClientResult, Config, Gauges, Output, Participant, Reply};
 pub use record::{Outcome, ReadEntry, ReadSpan, Record, TxnId, TxnKey, Writes};

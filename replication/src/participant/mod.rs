@@ -107,6 +107,23 @@ impl Config {
     }
 }
 
+/// Counts of what a participant holds (see [`Participant::gauges`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Attempts with volatile state.
+    pub attempts: usize,
+    /// Attempts this DC voted COMMIT on whose outcome it does not know.
+    pub prepared: usize,
+    /// Remote records waiting for older prepared attempts (E3).
+    pub waiting: usize,
+    /// Local commits parked behind prepared attempts (E0).
+    pub local_waiting: usize,
+    /// Attempts this DC is recovering.
+    pub recovering: usize,
+    pub floor: Version,
+    pub complete: Version,
+}
+
 /// A local client's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -301,6 +318,23 @@ impl Participant {
     /// everywhere): a gauge for tests and the node's statistics.
     pub fn attempts_held(&self) -> usize {
         self.attempts.len()
+    }
+
+    /// What the participant holds right now, for the node's periodic log line.
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            attempts: self.attempts.len(),
+            prepared: self.prepared.len(),
+            waiting: self.waiting.len(),
+            local_waiting: self.local_waiting.len(),
+            recovering: self
+                .attempts
+                .values()
+                .filter(|a| a.recovery.is_some())
+                .count(),
+            floor: self.durable.floor,
+            complete: self.complete_point.complete(),
+        }
     }
 
     /// The configuration this participant runs with.

@@ -288,6 +288,20 @@ impl DriverTask {
         loop {
             if last_stats.elapsed() >= STATS_PERIOD {
                 shared.stats.lock().log(STATS_PERIOD.as_secs());
+                let g = shared.participant.lock().gauges();
+                let now = DcClock::latest_at(shared.clock.now_micros());
+                let lag_ms = |v: Version| DcClock::physical(now.saturating_sub(v)) / 1000;
+                tracing::info!(
+                    attempts = g.attempts,
+                    prepared = g.prepared,
+                    waiting = g.waiting,
+                    local_waiting = g.local_waiting,
+                    recovering = g.recovering,
+                    inbox = peers.inbox.len(),
+                    floor_lag_ms = lag_ms(g.floor),
+                    complete_lag_ms = lag_ms(g.complete),
+                    "participant"
+                );
                 last_stats = Instant::now();
             }
             let mut envelopes = Vec::new();
