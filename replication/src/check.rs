@@ -144,7 +144,8 @@ impl CommittedIndex {
         }
     }
 
-    /// Keys and reads held, for bounds in tests.
+    /// Keys and reads held (a gauge; bounded by the keyspace, or with one DC by the
+    /// live transactions).
     pub fn size(&self) -> usize {
         self.versions.len() + self.point_reads.len() + self.span_reads.len()
     }

@@ -145,16 +145,6 @@ impl Durable {
         self.floor
     }
 
-    /// The highest attempt number this DC issued as origin.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
-    /// The highest clock value issued or observed.
-    pub fn hlc(&self) -> Version {
-        self.hlc.last()
-    }
-
     /// Per origin, the attempts retired (decided, applied, forgotten).
     pub fn retired(&self) -> &[u64] {
         &self.retired

@@ -22,7 +22,9 @@
 //! crash DC / restart DC               loses the DC's volatile state / rebuilds it from
 //!                                     what it persisted
 //! cut DC / heal DC                    the DC's messages (both ways) are lost / delivered
-//! inject from=DC to=DC closed=F       delivers a hand-made `Closed` (malformed ones too)
+//! inject from=DC to=DC closed=F [voters=N] | voter=V
+//!                                     delivers a hand-made `Closed`, or a COMMIT
+//!                                     `Vote2a` of voter V (malformed ones too)
 //! status [DC…]                        outcomes, floor, complete point, attempts held
 //! ```
 //!
@@ -230,18 +232,32 @@ impl goldenscript::Runner for Cluster {
             "inject" => {
                 let from = dc_value(&args.lookup("from").ok_or("inject needs from=")?.value)?;
                 let to = dc_value(&args.lookup("to").ok_or("inject needs to=")?.value)?;
-                let floor = parse_version(&args.lookup("closed").ok_or("closed=F")?.value)?;
-                let voters: usize = args.lookup_parse("voters")?.unwrap_or(self.dcs.len());
+                let msg = if let Some(floor) = args.lookup("closed") {
+                    let voters: usize = args.lookup_parse("voters")?.unwrap_or(self.dcs.len());
+                    Msg::Closed(Closed {
+                        floor: parse_version(&floor.value)?,
+                        voted_upto: vec![0; voters],
+                    })
+                } else {
+                    // A COMMIT vote of `voter` for the sender's first attempt.
+                    let voter: DcId = args.lookup_parse("voter")?.ok_or("closed=F or voter=V")?;
+                    Msg::Vote2a {
+                        txn: TxnKey {
+                            origin: from,
+                            seq: 1,
+                        },
+                        voter,
+                        ballot: replication::Ballot::own(voter),
+                        vote: replication::Vote::Commit,
+                    }
+                };
                 args.reject_rest()?;
                 self.deliver(
                     Envelope {
                         from,
                         to,
                         depth: 1,
-                        msg: Msg::Closed(Closed {
-                            floor,
-                            voted_upto: vec![0; voters],
-                        }),
+                        msg,
                     },
                     &mut out,
                 );
@@ -266,7 +282,7 @@ impl goldenscript::Runner for Cluster {
                         outcomes.join(", "),
                         show_version(d.floor()),
                         show_version(p.complete()),
-                        p.attempts_held(),
+                        p.gauges().attempts,
                         d.retired()
                     )?;
                 }

@@ -32,7 +32,7 @@ pub mod error;
 pub mod locks;
 pub mod manager;
 
-pub use clock::{HybridClock, PhysicalClock, SystemClock};
+pub use clock::{PhysicalClock, SystemClock};
 pub use commit::{CommitReply, CommitTrace, DcStatus};
 pub use driver::{ClusterView, DriverHandle, DriverTask, Peers, Transport};
 pub use error::{Error, Result};

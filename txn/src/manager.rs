@@ -40,10 +40,10 @@ use std::sync::{Arc, OnceLock};
 
 use kv::{Store, Version};
 use parking_lot::Mutex;
-use replication::{Config, ReadEntry, ReadSpan};
+use replication::{Config, DcClock, ReadEntry, ReadSpan};
 use tokio::sync::oneshot;
 
-use crate::clock::{HybridClock, PhysicalClock};
+use crate::clock::PhysicalClock;
 use crate::commit::{CommitReply, CommitTrace, DcStatus};
 use crate::driver::{self, DriverHandle, DriverTask};
 use crate::error::{Error, Result};
@@ -68,7 +68,7 @@ struct Entry {
 
 struct Core {
     /// Wound-wait priorities (tagged with the DC in `begin`, so they compare across DCs).
-    clock: HybridClock,
+    clock: DcClock,
     locks: LockTable,
     txns: HashMap<TxnId, Entry>,
     /// Read versions of live transactions (a multiset): the read horizon.
@@ -149,7 +149,7 @@ impl TxnManager {
         Arc::new(TxnManager {
             store,
             core: Mutex::new(Core {
-                clock: HybridClock::new(physical.now_micros()),
+                clock: DcClock::default(),
                 locks: LockTable::new(),
                 txns: HashMap::new(),
                 live_reads: BTreeMap::new(),
@@ -219,8 +219,9 @@ impl TxnManager {
         // Read under the lock that also computes the read horizon (`end`), so no
         // snapshot starts below a horizon already handed to the driver.
         let read_version = self.driver.complete();
-        // Priorities are compared across DCs (rule E3): tagged like versions.
-        let id = (core.clock.tick(self.physical.now_micros()) << 8) | TxnId::from(self.driver.dc());
+        // Priorities are compared across DCs (rule E3): DC clock values, like versions.
+        let now = self.physical.now_micros();
+        let id = core.clock.issue(self.driver.dc(), now, 0);
         core.txns.insert(
             id,
             Entry {

@@ -120,6 +120,8 @@ pub struct Gauges {
     pub local_waiting: usize,
     /// Attempts this DC is recovering.
     pub recovering: usize,
+    /// Keys and reads in the committed index C1–C3 check against.
+    pub committed_index: usize,
     pub floor: Version,
     pub complete: Version,
 }
@@ -314,13 +316,7 @@ impl Participant {
         self.read_horizon = Some(horizon);
     }
 
-    /// Attempts with volatile state here (undecided, or decided and not yet known
-    /// everywhere): a gauge for tests and the node's statistics.
-    pub fn attempts_held(&self) -> usize {
-        self.attempts.len()
-    }
-
-    /// What the participant holds right now, for the node's periodic log line.
+    /// What the participant holds right now (the node's periodic log line, tests).
     pub fn gauges(&self) -> Gauges {
         Gauges {
             attempts: self.attempts.len(),
@@ -332,14 +328,10 @@ impl Participant {
                 .values()
                 .filter(|a| a.recovery.is_some())
                 .count(),
+            committed_index: self.committed.size(),
             floor: self.durable.floor,
             complete: self.complete_point.complete(),
         }
-    }
-
-    /// The configuration this participant runs with.
-    pub fn config(&self) -> &Config {
-        &self.cfg
     }
 
     pub fn durable(&self) -> &Durable {

@@ -41,8 +41,8 @@ use kv::keys::{protocol_span, Key};
 use kv::{Store, Version, WriteBatch};
 use parking_lot::Mutex;
 use replication::{
-    ClientResult, Config, DcClock, DcId, Durable, DurableEntry, Envelope, Output, Participant,
-    ReadEntry, TxnId, Writes,
+    ClientResult, Config, DcClock, DcId, Durable, DurableEntry, Envelope, Gauges, Output,
+    Participant, ReadEntry, TxnId, Writes,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -225,9 +225,9 @@ impl DriverHandle {
             .fetch_max(horizon, Ordering::AcqRel);
     }
 
-    /// Attempts the participant holds volatile state for (a gauge).
-    pub fn attempts_held(&self) -> usize {
-        self.shared.participant.lock().attempts_held()
+    /// What the participant holds right now.
+    pub fn gauges(&self) -> Gauges {
+        self.shared.participant.lock().gauges()
     }
 
     /// Commits a transaction that executed here through the protocol. The error means
@@ -297,6 +297,7 @@ impl DriverTask {
                     waiting = g.waiting,
                     local_waiting = g.local_waiting,
                     recovering = g.recovering,
+                    committed_index = g.committed_index,
                     inbox = peers.inbox.len(),
                     floor_lag_ms = lag_ms(g.floor),
                     complete_lag_ms = lag_ms(g.complete),
