@@ -9,7 +9,7 @@
 #   scripts/bench-demo.sh [--wan-delay-ms 50] [--seconds 20] [--learn owner|conservative]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${MERIDIAN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/meridian/target}/release/meridian}"
+source scripts/common.sh
 DELAY=50
 SECONDS_PER_RUN=20
 LEARN=owner
@@ -21,22 +21,8 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-command -v pgbench >/dev/null || { echo "pgbench is needed (scripts/setup.sh installs postgresql)" >&2; exit 1; }
-[[ -x "$BIN" ]] || { echo "no meridian binary at $BIN: build first" >&2; exit 1; }
-
-WORK=$(mktemp -d)
-BASE=$((20000 + RANDOM % 20000))
-"$BIN" demo --dcs 3 --wan-delay-ms "$DELAY" --learn "$LEARN" --base-port "$BASE" \
-  --data-dir "$WORK/demo" >"$WORK/demo.out" 2>&1 &
-DEMO=$!
-trap 'kill -TERM $DEMO 2>/dev/null; wait $DEMO 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 600); do
-  [[ -s "$WORK/demo/demo.json" ]] && break
-  sleep 0.1
-done
-[[ -s "$WORK/demo/demo.json" ]] || { cat "$WORK/demo.out" >&2; exit 1; }
-url() { echo "postgres://bench@127.0.0.1:$((BASE + $1))/postgres"; }
-pid() { sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$WORK/demo/demo.json" | sed -n "$(($1 + 1))p"; }
+need_pgbench_and_bin
+start_demo 3 "$DELAY" --learn "$LEARN"
 
 psql -X -q "$(url 0)" -c "CREATE TABLE bench (k int PRIMARY KEY, v int NOT NULL)" \
   -c "INSERT INTO bench SELECT g, 0 FROM generate_series(1, 100) g"
@@ -62,6 +48,6 @@ run() {
 }
 
 run "UPDATE (virginia)" "$WORK/update.sql" 1
-( sleep 5; kill -9 "$(pid 2)" ) &
+( sleep 5; kill -9 "$(demo_pid 2)" ) &
 run "UPDATE (frankfurt), tokyo killed after 5 s" "$WORK/update.sql" 0
 run "SELECT (virginia)" "$WORK/select.sql" 1

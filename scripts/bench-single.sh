@@ -5,7 +5,7 @@
 #   scripts/bench-single.sh [--bin PATH] [--seconds 20] [--clients 1] [--scale 1]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${MERIDIAN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/meridian/target}/release/meridian}"
+source scripts/common.sh
 SECONDS_PER_RUN=20
 CLIENTS=1
 SCALE=1
@@ -18,8 +18,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-command -v pgbench >/dev/null || { echo "pgbench is needed (scripts/setup.sh installs postgresql)" >&2; exit 1; }
-[[ -x "$BIN" ]] || { echo "no meridian binary at $BIN: build first" >&2; exit 1; }
+need_pgbench_and_bin
 
 WORK=$(mktemp -d)
 PORT=$((20000 + RANDOM % 20000))

@@ -7,7 +7,7 @@
 #   scripts/load-demo.sh [--wan-delay-ms 10] [--clients 4] [--seconds 60]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${MERIDIAN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/meridian/target}/release/meridian}"
+source scripts/common.sh
 DELAY=10
 CLIENTS=4
 DURATION=60
@@ -19,21 +19,8 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-command -v pgbench >/dev/null || { echo "pgbench is needed (scripts/setup.sh installs postgresql)" >&2; exit 1; }
-[[ -x "$BIN" ]] || { echo "no meridian binary at $BIN: build first" >&2; exit 1; }
-
-WORK=$(mktemp -d)
-BASE=$((20000 + RANDOM % 20000))
-"$BIN" demo --dcs 3 --wan-delay-ms "$DELAY" --base-port "$BASE" --data-dir "$WORK/demo" \
-  >"$WORK/demo.out" 2>&1 &
-DEMO=$!
-trap 'kill -TERM $DEMO 2>/dev/null; wait $DEMO 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 600); do
-  [[ -s "$WORK/demo/demo.json" ]] && break
-  sleep 0.1
-done
-[[ -s "$WORK/demo/demo.json" ]] || { cat "$WORK/demo.out" >&2; exit 1; }
-url() { echo "postgres://load@127.0.0.1:$((BASE + $1))/postgres"; }
+need_pgbench_and_bin
+start_demo 3 "$DELAY"
 psql -X -q "$(url 0)" -c "CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL)" \
   -c "INSERT INTO t SELECT g, 0 FROM generate_series(1, 1000) g"
 cat >"$WORK/update.sql" <<'SQL'
