@@ -235,6 +235,8 @@ struct PeerQueue {
     tx: mpsc::Sender<(Instant, Vec<u8>)>,
     queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
+    /// Batches delivered (RPCs that succeeded).
+    batches: Arc<AtomicU64>,
 }
 
 /// The sending side: one task per peer DC, each with its own delay queue.
@@ -261,17 +263,25 @@ impl Outbox {
             let endpoint = endpoint(dc.peer, &dc.name, tls, RPC_TIMEOUT)?;
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
             let queued = Arc::new(AtomicUsize::new(0));
+            let batches = Arc::new(AtomicU64::new(0));
             let route = Route {
                 cluster: topology.cluster.clone(),
                 me,
                 to: dc.id,
                 addr: dc.peer,
             };
-            tokio::spawn(send_loop(route, endpoint, rx, queued.clone()));
+            tokio::spawn(send_loop(
+                route,
+                endpoint,
+                rx,
+                queued.clone(),
+                batches.clone(),
+            ));
             peers.push(Some(PeerQueue {
                 tx,
                 queued,
                 dropped: AtomicU64::new(0),
+                batches,
             }));
         }
         Ok(Outbox { me, wan, peers })
@@ -324,6 +334,7 @@ async fn send_loop(
     endpoint: Endpoint,
     mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
     queued: Arc<AtomicUsize>,
+    batches: Arc<AtomicU64>,
 ) {
     let Route {
         cluster,
@@ -380,6 +391,9 @@ async fn send_loop(
         };
         let delivered = client.clone().deliver(batch).await;
         queued.fetch_sub(bytes, Ordering::Relaxed);
+        if delivered.is_ok() {
+            batches.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(status) = delivered {
             tracing::debug!(to, %addr, %status, "delivery failed; dropped");
             if status.code() == tonic::Code::PermissionDenied {
@@ -586,6 +600,42 @@ mod tests {
             .await
             .unwrap_err();
         assert!(status.message().contains("belongs to cluster 'c'"));
+    }
+
+    /// Issue 12's wedge: under load at 10 ms the sending task moved one message from its
+    /// channel per RPC, so the queue grew without bound and every message arrived later
+    /// and later until the protocol's timers fired. A burst must leave in a few batches.
+    #[tokio::test]
+    async fn a_burst_leaves_in_a_few_batches_and_arrives_whole() {
+        let incoming = tonic::transport::server::TcpIncoming::bind(([127, 0, 0, 1], 0).into())
+            .unwrap()
+            .with_nodelay(Some(true));
+        let mut topology = topology();
+        topology.dcs[1].peer = incoming.local_addr().unwrap();
+        let (service, mut rx) = service_with_inbox(1 << 16);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(PeerServer::new(service))
+                .serve_with_incoming(incoming),
+        );
+        let outbox =
+            Outbox::start(&topology, 0, None, Arc::new(Wan::new(Link::default()))).unwrap();
+        const BURST: usize = 5_000;
+        for _ in 0..BURST {
+            let env: Envelope = postcard::from_bytes(&closed(0, 1)).unwrap();
+            outbox.send(env);
+        }
+        for _ in 0..BURST {
+            let env = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("every message of the burst arrives")
+                .unwrap();
+            assert_eq!((env.from, env.to), (0, 1));
+        }
+        let peer = outbox.peers[1].as_ref().unwrap();
+        let batches = peer.batches.load(Ordering::Relaxed);
+        assert!(batches <= 100, "{BURST} messages took {batches} batches");
+        assert_eq!(peer.dropped.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
