@@ -100,7 +100,7 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     // The peer port is bound here, before anything can report the node ready, so a
     // peer (or a test) that connects once SQL answers is never refused.
     // TCP_NODELAY as tonic sets it when it binds itself: without it every Deliver
-    // reply waits for Nagle and delayed ACKs, and each peer's sender (one RPC at a
+    // reply waits for Nagle and delayed ACKs, and each peer's sender (a few RPCs at a
     // time) falls behind under load.
     let peer_incoming = tonic::transport::server::TcpIncoming::bind(me.peer)
         .with_context(|| taken("peers", me.peer))?

@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use replication::DcId;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
@@ -222,7 +223,7 @@ pub async fn set_wan(
     Ok(reply.into_inner().settings)
 }
 
-/// Encoded messages waiting for one peer (in the delay queue or the RPC in flight) at
+/// Encoded messages waiting for one peer (in the delay queue or in RPCs in flight) at
 /// most; beyond it new messages to that peer are dropped (the protocol retransmits what
 /// it still needs), so a peer that is paused or slow cannot make this node's memory grow
 /// without bound.
@@ -235,7 +236,8 @@ struct PeerQueue {
     tx: mpsc::Sender<(Instant, Vec<u8>)>,
     queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
-    /// Batches delivered (RPCs that succeeded).
+    /// Batches delivered (RPCs that succeeded); the sending task logs it.
+    #[cfg(test)]
     batches: Arc<AtomicU64>,
 }
 
@@ -281,6 +283,7 @@ impl Outbox {
                 tx,
                 queued,
                 dropped: AtomicU64::new(0),
+                #[cfg(test)]
                 batches,
             }));
         }
@@ -329,6 +332,18 @@ struct Route {
     addr: SocketAddr,
 }
 
+/// RPCs in flight to one peer at most. More than one, so that on a real WAN a batch
+/// that falls due while another is on the wire leaves at once instead of a round trip
+/// later; the protocol tolerates the reordering this allows.
+const RPCS_IN_FLIGHT_MAX: usize = 8;
+
+/// How often a sending task reports what it sent (when it sent anything).
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// One peer's sending task: holds each message until its emulated delay has passed,
+/// then sends every due message in one batch, with up to [`RPCS_IN_FLIGHT_MAX`] batches
+/// on the wire. Every wake-up first drains the channel, so the queue's length is what
+/// is waiting for its delay, never what the task has not looked at yet.
 async fn send_loop(
     route: Route,
     endpoint: Endpoint,
@@ -349,8 +364,11 @@ async fn send_loop(
     let mut queue: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut pending = std::collections::HashMap::new();
     let mut seq = 0u64;
+    let mut in_flight: JoinSet<Result<(), Status>> = JoinSet::new();
+    let mut report = Report::new();
     loop {
         let next_due = queue.peek().map(|Reverse((due, _))| *due);
+        let room = in_flight.len() < RPCS_IN_FLIGHT_MAX;
         tokio::select! {
             item = rx.recv() => match item {
                 Some((due, env)) => {
@@ -360,7 +378,31 @@ async fn send_loop(
                 }
                 None => return,
             },
-            () = sleep_until(next_due) => {}
+            () = sleep_until(next_due), if room => {}
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                match done {
+                    Ok(Ok(())) => {
+                        batches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(status)) => {
+                        report.failed += 1;
+                        tracing::debug!(to, %addr, %status, "delivery failed; dropped");
+                        if status.code() == tonic::Code::PermissionDenied {
+                            verified = false;
+                        }
+                    }
+                    Err(e) => tracing::error!(to, "a delivery task failed: {e}"),
+                }
+            }
+        }
+        while let Ok((due, env)) = rx.try_recv() {
+            seq += 1;
+            queue.push(Reverse((due, seq)));
+            pending.insert(seq, env);
+        }
+        report.maybe_log(to, &batches, &queued, in_flight.len());
+        if in_flight.len() >= RPCS_IN_FLIGHT_MAX {
+            continue;
         }
         let now = Instant::now();
         let mut due = Vec::new();
@@ -384,22 +426,59 @@ async fn send_loop(
             queued.fetch_sub(bytes, Ordering::Relaxed);
             continue; // dropped; the protocol retransmits
         }
+        report.messages += due.len() as u64;
         let batch = Batch {
             cluster: cluster.clone(),
             from: u32::from(me),
             envelopes: due,
         };
-        let delivered = client.clone().deliver(batch).await;
-        queued.fetch_sub(bytes, Ordering::Relaxed);
-        if delivered.is_ok() {
-            batches.fetch_add(1, Ordering::Relaxed);
+        let (mut client, queued) = (client.clone(), queued.clone());
+        in_flight.spawn(async move {
+            let delivered = client.deliver(batch).await;
+            queued.fetch_sub(bytes, Ordering::Relaxed);
+            delivered.map(drop)
+        });
+    }
+}
+
+/// What a sending task logs every [`REPORT_EVERY`].
+struct Report {
+    at: Instant,
+    batches: u64,
+    messages: u64,
+    failed: u64,
+}
+
+impl Report {
+    fn new() -> Report {
+        Report {
+            at: Instant::now(),
+            batches: 0,
+            messages: 0,
+            failed: 0,
         }
-        if let Err(status) = delivered {
-            tracing::debug!(to, %addr, %status, "delivery failed; dropped");
-            if status.code() == tonic::Code::PermissionDenied {
-                verified = false;
-            }
+    }
+
+    fn maybe_log(&mut self, to: DcId, batches: &AtomicU64, queued: &AtomicUsize, in_flight: usize) {
+        if self.at.elapsed() < REPORT_EVERY {
+            return;
         }
+        let total = batches.load(Ordering::Relaxed);
+        if self.messages > 0 || self.failed > 0 {
+            tracing::info!(
+                to,
+                batches = total - self.batches,
+                messages = self.messages,
+                failed = self.failed,
+                queued_kib = queued.load(Ordering::Relaxed) >> 10,
+                in_flight,
+                "peer link, last 10 s"
+            );
+        }
+        *self = Report {
+            batches: total,
+            ..Report::new()
+        };
     }
 }
 
