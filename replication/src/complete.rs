@@ -121,6 +121,11 @@ impl CompletePoint {
         *slot = Some(closed);
     }
 
+    /// Per origin: the outcomes of attempts 1..=n are all known here.
+    pub(crate) fn prefix(&self, origin: DcId) -> u64 {
+        self.prefix[usize::from(origin)]
+    }
+
     /// Some message named `key`: the origin's attempts up to it exist.
     pub(crate) fn heard_of(&mut self, key: TxnKey) {
         self.heard_of_new(key);

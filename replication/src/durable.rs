@@ -45,11 +45,17 @@ impl DurableEntry {
             DurableEntry::Acceptor(k, v, _) => (b'a', *k, Some(*v)),
             DurableEntry::Outcome(k, _) => (b'd', *k, None),
         };
-        let mut buf = vec![tag, key.origin];
-        buf.extend_from_slice(&key.seq.to_be_bytes());
-        buf.extend(voter);
-        buf
+        slot_key(tag, key, voter)
     }
+}
+
+/// The storage key of a slot: `[tag, origin, seq (big-endian), voter?]`, one per slot,
+/// ordered by attempt within a kind.
+fn slot_key(tag: u8, key: TxnKey, voter: Option<DcId>) -> Vec<u8> {
+    let mut buf = vec![tag, key.origin];
+    buf.extend_from_slice(&key.seq.to_be_bytes());
+    buf.extend(voter);
+    buf
 }
 
 /// A slot of [`Durable`] changed since the last [`Durable::take_changes`].
@@ -61,6 +67,20 @@ pub(crate) enum Slot {
     Acceptor(TxnKey, DcId),
     Outcome(TxnKey),
     Retired,
+}
+
+impl Slot {
+    /// The storage key of an attempt's slot ([`DurableEntry::slot_key`]).
+    fn key(&self) -> Vec<u8> {
+        match *self {
+            Slot::Record(k) => slot_key(b'r', k, None),
+            Slot::OwnVote(k) => slot_key(b'o', k, None),
+            Slot::Acceptor(k, v) => slot_key(b'a', k, Some(v)),
+            Slot::Outcome(k) => slot_key(b'd', k, None),
+            Slot::Meta => vec![b'm'],
+            Slot::Retired => vec![b'x'],
+        }
+    }
 }
 
 /// The state a crash does not lose.
@@ -80,6 +100,24 @@ pub struct Durable {
     pub(crate) retired: Vec<u64>,
     /// Slots changed and not yet handed out as entries.
     dirty: BTreeSet<Slot>,
+    /// Storage keys of retired slots not yet handed out for deletion.
+    forgotten: Vec<Vec<u8>>,
+}
+
+/// Removes the entries with keys in `lo..=hi` from `map`; yields their keys.
+fn take_range<K: Ord + Copy, V>(
+    map: &mut BTreeMap<K, V>,
+    lo: K,
+    hi: K,
+) -> impl Iterator<Item = K> + use<K, V> {
+    let mut above = map.split_off(&lo);
+    let mut beyond = above.split_off(&hi);
+    // split_off keeps `hi` itself in `beyond`: move it back to the range.
+    if let Some(v) = beyond.remove(&hi) {
+        above.insert(hi, v);
+    }
+    map.append(&mut beyond);
+    above.into_keys()
 }
 
 impl Durable {
@@ -111,6 +149,20 @@ impl Durable {
                 }
                 DurableEntry::Retired(r) => d.retired = r,
             }
+        }
+        // A retirement deletes its slots in the batch that persists it; this only
+        // guards against entries left by an older version.
+        if d.retired.iter().any(|n| *n > 0) {
+            let retired = d.retired.clone();
+            let live = |k: &TxnKey| {
+                retired
+                    .get(usize::from(k.origin))
+                    .is_none_or(|n| k.seq > *n)
+            };
+            d.records.retain(|k, _| live(k));
+            d.own_votes.retain(|k, _| live(k));
+            d.outcomes.retain(|k, _| live(k));
+            d.acceptors.retain(|(k, _), _| live(k));
         }
         d
     }
@@ -158,25 +210,54 @@ impl Durable {
         }
     }
 
-    /// Drops every decided attempt whose writes are applied, keeping only that they
-    /// were: with one data center, nobody will ask about them again. The caller
-    /// guarantees that every attempt of origin `origin` up to `upto` is decided and
-    /// applied no later than the step that persists this.
-    pub(crate) fn retire(&mut self, origin: DcId, upto: u64) {
+    /// Whether `key` is among the retired attempts of its origin.
+    pub fn is_retired(&self, key: TxnKey) -> bool {
+        self.retired
+            .get(usize::from(key.origin))
+            .is_some_and(|n| key.seq <= *n)
+    }
+
+    /// Drops every attempt of `origin` up to `upto`, keeping only that they were. The
+    /// caller guarantees that each of them is decided and applied here no later than
+    /// the step that persists this, and that nobody will need their state again: with
+    /// one data center nobody asks; with several, every DC holds the outcome durably,
+    /// so no DC recovers them and late messages about them are dropped. `persisted`:
+    /// their slots may be on disk (with one data center they are retired in the step
+    /// that creates them, so they never are); the slot keys to delete are then
+    /// returned by [`Durable::take_forgotten`].
+    pub(crate) fn retire(&mut self, origin: DcId, upto: u64, persisted: bool) {
         let slot = usize::from(origin);
         if self.retired.len() <= slot {
             self.retired.resize(slot + 1, 0);
         }
-        if self.retired[slot] >= upto {
+        let from = self.retired[slot];
+        if from >= upto {
             return;
         }
         self.retired[slot] = upto;
-        let gone = |k: &TxnKey| k.origin == origin && k.seq <= upto;
-        self.records.retain(|k, _| !gone(k));
-        self.own_votes.retain(|k, _| !gone(k));
-        self.acceptors.retain(|(k, _), _| !gone(k));
-        self.outcomes.retain(|k, _| !gone(k));
         self.mark(Slot::Retired);
+        let lo = TxnKey { origin, seq: 0 };
+        let hi = TxnKey { origin, seq: upto };
+        let mut gone: Vec<Slot> = Vec::new();
+        gone.extend(take_range(&mut self.records, lo, hi).map(Slot::Record));
+        gone.extend(take_range(&mut self.own_votes, lo, hi).map(Slot::OwnVote));
+        gone.extend(take_range(&mut self.outcomes, lo, hi).map(Slot::Outcome));
+        gone.extend(
+            take_range(&mut self.acceptors, (lo, 0), (hi, DcId::MAX))
+                .map(|(k, v)| Slot::Acceptor(k, v)),
+        );
+        for slot in &gone {
+            self.dirty.remove(slot);
+        }
+        if persisted {
+            self.forgotten.extend(gone.iter().map(Slot::key));
+        }
+    }
+
+    /// Storage keys of slots retired since the last call, for the runtime to delete in
+    /// the same batch as the step's entries.
+    pub(crate) fn take_forgotten(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.forgotten)
     }
 
     pub(crate) fn mark(&mut self, slot: Slot) {

@@ -341,6 +341,13 @@ impl Cluster {
             line(format!("persist {}", show_entry(entry)));
             self.disk[usize::from(dc)].insert(entry.slot_key(), entry.clone());
         }
+        if !output.forget.is_empty() {
+            let slots: Vec<String> = output.forget.iter().map(|k| show_slot_key(k)).collect();
+            line(format!("forget {}", slots.join(" ")));
+            for k in &output.forget {
+                self.disk[usize::from(dc)].remove(k);
+            }
+        }
         for (version, writes) in &output.apply {
             line(format!(
                 "apply {} [{}]",
@@ -440,6 +447,18 @@ fn show_record(r: &Record) -> String {
 
 fn show_ballot(b: &replication::Ballot) -> String {
     format!("{}.{}", b.round, b.owner)
+}
+
+/// A slot's storage key as `tag origin/seq[:voter]` (DurableEntry::slot_key).
+fn show_slot_key(key: &[u8]) -> String {
+    match key {
+        [tag, origin, rest @ ..] if rest.len() >= 8 => {
+            let seq = u64::from_be_bytes(rest[..8].try_into().unwrap());
+            let voter = rest.get(8).map_or(String::new(), |v| format!(":{v}"));
+            format!("{}{origin}/{seq}{voter}", *tag as char)
+        }
+        _ => format!("{key:?}"),
+    }
 }
 
 fn show_entry(e: &DurableEntry) -> String {

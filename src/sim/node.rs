@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kv::Version;
 use replication::{
-    participant, DcId, Envelope, Outcome, Participant, ReadEntry, Reply, TxnKey, Vote, Writes,
+    participant, DcId, DurableEntry, Envelope, Outcome, Participant, ReadEntry, Reply, TxnKey,
+    Vote, Writes,
 };
 
 use super::twopc;
@@ -61,6 +62,9 @@ pub struct Step {
     pub durable_changed: bool,
     /// Meridian's complete point, when it moved (§7.6).
     pub complete: Option<Version>,
+    /// Outcomes the step persisted (Meridian; COMMIT = Some(version)), so agreement
+    /// is checked on every outcome ever decided, retired ones included.
+    pub outcomes: Vec<(TxnKey, Option<Version>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -157,12 +161,14 @@ impl Node {
 
 impl DurableState {
     /// Whether this DC's durable state backs `txn`'s acknowledged COMMIT: Meridian — it
-    /// voted COMMIT and holds the record; 2PC — it holds the decision entry of the
-    /// coordinator's log.
+    /// voted COMMIT and holds the record, or retired the attempt (every DC then holds
+    /// its outcome durably); 2PC — it holds the decision entry of the coordinator's log.
     pub fn backs_commit(&self, txn: TxnKey, coordinator: DcId) -> bool {
         match self {
             DurableState::Meridian(d) => {
-                d.own_votes().get(&txn) == Some(&Vote::Commit) && d.records().contains_key(&txn)
+                d.is_retired(txn)
+                    || (d.own_votes().get(&txn) == Some(&Vote::Commit)
+                        && d.records().contains_key(&txn))
             }
             DurableState::TwoPc(d) => d.holds_decision(coordinator, txn),
         }
@@ -210,10 +216,10 @@ impl DurableState {
         }
     }
 
-    /// Whether the outcome of `txn` is held here.
+    /// Whether the outcome of `txn` is held here (or was, before it was retired).
     pub fn has_outcome(&self, txn: TxnKey) -> bool {
         match self {
-            DurableState::Meridian(d) => d.outcomes().contains_key(&txn),
+            DurableState::Meridian(d) => d.outcomes().contains_key(&txn) || d.is_retired(txn),
             DurableState::TwoPc(_) => true,
         }
     }
@@ -264,6 +270,17 @@ fn meridian_step(out: replication::Output) -> Step {
         replies: out.replies,
         durable_changed: !out.persist.is_empty(),
         complete: out.complete,
+        outcomes: out
+            .persist
+            .iter()
+            .filter_map(|e| match e {
+                DurableEntry::Outcome(k, Outcome::Committed { version }) => {
+                    Some((*k, Some(*version)))
+                }
+                DurableEntry::Outcome(k, Outcome::Aborted) => Some((*k, None)),
+                _ => None,
+            })
+            .collect(),
     }
 }
 
@@ -283,6 +300,7 @@ fn twopc_step(me: DcId, out: twopc::Output) -> Step {
         replies: out.replies,
         durable_changed: out.durable_changed,
         complete: None,
+        outcomes: Vec::new(),
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use kv::{Engine, MemoryEngine, MvccStore, Version};
-use replication::{quorum, DcId, LearnRule};
+use replication::{quorum, DcId, LearnRule, TxnKey};
 use replication::{ClientResult, ReadEntry, ReadSpan, Reply};
 
 use super::node::{DurableState, Node, Protocol, Step, Wire};
@@ -140,6 +140,8 @@ pub struct World {
     history: Vec<TxnObs>,
     commits: Vec<(u32, u64)>,
     violations: Vec<String>,
+    /// The first outcome released for each attempt, and by which DC (agreement).
+    decided: BTreeMap<TxnKey, (DcId, Option<Version>)>,
     committed_during_faults: usize,
     issued: usize,
     next_value: u64,
@@ -197,6 +199,7 @@ impl World {
             history: Vec::new(),
             commits: Vec::new(),
             violations: Vec::new(),
+            decided: BTreeMap::new(),
             committed_during_faults: 0,
             issued: 0,
             next_value: 1,
@@ -346,6 +349,15 @@ impl World {
         if let Some(durable) = durable {
             d.synced = *durable;
         }
+        for (key, outcome) in &out.outcomes {
+            let (first_dc, first) = *self.decided.entry(*key).or_insert((dc, *outcome));
+            if first != *outcome {
+                self.violations.push(format!(
+                    "agreement: {key:?} is {first:?} at DC {first_dc}, {outcome:?} at DC {dc}"
+                ));
+            }
+        }
+        let d = &mut self.dcs[usize::from(dc)];
         for (version, writes) in &out.apply {
             let batch = d.store.batch_for(*version, writes);
             d.engine

@@ -47,10 +47,36 @@ impl Participant {
                 && self.durable.outcomes.len() == self.durable.records.len(),
             "one data center decides every attempt in the step that ships it"
         );
-        self.durable.retire(self.cfg.me, upto);
+        self.durable.retire(self.cfg.me, upto, false);
         self.attempts.clear();
         let horizon = self.read_horizon.unwrap_or(0).min(self.durable.floor);
         self.committed.prune_local(self.durable.floor, horizon);
+    }
+
+    /// Several data centers: retires each origin's longest run of settled attempts
+    /// (decided and applied here, outcome durable at every DC, no client waiting), so
+    /// the protocol state held stays bounded by the attempts in flight.
+    pub(super) fn retire_settled(&mut self) {
+        for origin in 0..self.cfg.dcs {
+            let settled = &mut self.settled[origin];
+            let Some(&first) = settled.first() else {
+                continue;
+            };
+            let mut upto = self.durable.retired().get(origin).copied().unwrap_or(0);
+            if first != upto + 1 {
+                continue;
+            }
+            while settled.remove(&(upto + 1)) {
+                upto += 1;
+            }
+            let origin = origin as DcId;
+            assert!(
+                self.complete_point.prefix(origin) >= upto,
+                "DC {}: retiring attempts of DC {origin} up to {upto} beyond the resolved prefix",
+                self.cfg.me
+            );
+            self.durable.retire(origin, upto, true);
+        }
     }
 
     pub(super) fn broadcast_closed(&mut self, closed: Closed, out: &mut Output) {

@@ -147,7 +147,9 @@ impl Participant {
         }
     }
 
-    /// A message about an attempt already decided here: tell the sender.
+    /// A message about an attempt already decided here: tell the sender. Once the
+    /// attempt's volatile state is gone every DC holds the outcome durably (see
+    /// `tick_decided`), so a late message needs no answer beyond acknowledging a push.
     pub(super) fn answer_decided(
         &mut self,
         env: Envelope,
@@ -155,13 +157,17 @@ impl Participant {
         outcome: Outcome,
         out: &mut Output,
     ) {
+        let settled = !self.attempts.contains_key(&txn);
         match env.msg {
             Msg::DecisionAck { .. } | Msg::Decision { .. } => {
-                self.attempt(txn).informed.insert(env.from);
+                if !settled {
+                    self.attempt(txn).informed.insert(env.from);
+                }
                 if matches!(env.msg, Msg::Decision { .. }) {
                     self.send(env.from, Msg::DecisionAck { txn }, out);
                 }
             }
+            _ if settled => {}
             Msg::FetchRecord { .. } => {
                 if let Some(record) = self.durable.records.get(&txn).cloned() {
                     self.send(env.from, Msg::Record { record }, out);
@@ -211,8 +217,12 @@ impl Participant {
         let a = self.attempt(key);
         if a.informed.len() >= others && a.client.is_none() {
             // Nothing left to do for it: its volatile state goes (a late message about
-            // it is answered from the durable outcome).
+            // it is answered from the durable outcome), and its durable state once the
+            // attempts before it are settled too.
             self.attempts.remove(&key);
+            if let Some(settled) = self.settled.get_mut(usize::from(key.origin)) {
+                settled.insert(key.seq);
+            }
             return;
         }
         if a.informed.len() >= others || now < a.retransmit_at {

@@ -160,6 +160,9 @@ pub struct Output {
     /// The complete point moved (§7.6): once this output's writes are applied, a
     /// snapshot at this version holds every committed transaction at or below it.
     pub complete: Option<Version>,
+    /// Storage keys of retired slots ([`DurableEntry::slot_key`]) to delete, in the
+    /// same batch as `persist`.
+    pub forget: Vec<Vec<u8>>,
 }
 
 /// A commit request waiting at its origin before it is shipped (rule E0).
@@ -218,6 +221,9 @@ pub struct Participant {
     /// Local commits waiting for prepared attempts (not shipped yet).
     local_waiting: Vec<LocalCommit>,
     complete_point: CompletePoint,
+    /// Per origin: decided attempts above the retired ones whose outcome every DC
+    /// holds durably; retired once they extend the retired prefix (see `retire_settled`).
+    settled: Vec<BTreeSet<u64>>,
     /// When the floor is next raised and announced.
     closed_at: u64,
     /// The oldest snapshot a local transaction may still read at (None: unknown); with
@@ -256,6 +262,7 @@ impl Participant {
             waiting: BTreeSet::new(),
             local_waiting: Vec::new(),
             complete_point,
+            settled: vec![BTreeSet::new(); cfg.dcs],
             closed_at: now,
             read_horizon: None,
             now,
@@ -390,6 +397,14 @@ impl Participant {
             }
             return self.finish_step(out);
         };
+        if self.durable.is_retired(txn) {
+            // Every DC holds its outcome durably: a late message needs no answer, but a
+            // DC that pushes the outcome has not heard that this one has it.
+            if let Msg::Decision { .. } = env.msg {
+                self.send(env.from, Msg::DecisionAck { txn }, &mut out);
+            }
+            return self.finish_step(out);
+        }
         if self.complete_point.heard_of_new(txn) {
             self.track_missing();
         }
@@ -474,6 +489,7 @@ impl Participant {
         if self.cfg.dcs > 1 && now >= self.closed_at {
             self.closed_at = now + self.cfg.closed_period_us;
             self.raise_floor(&mut out);
+            self.retire_settled();
         }
         self.finish_step(out)
     }
@@ -613,6 +629,7 @@ impl Participant {
             self.retire_applied();
         }
         out.persist = self.durable.take_changes();
+        out.forget = self.durable.take_forgotten();
         out
     }
 }

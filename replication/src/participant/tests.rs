@@ -15,6 +15,8 @@ struct Net {
     now: u64,
     replies: Vec<(DcId, Reply)>,
     applied: Vec<Vec<(Version, Writes)>>,
+    /// Every outcome each DC persisted (retirement drops them from `Durable`).
+    decided: Vec<BTreeMap<TxnKey, Outcome>>,
 }
 
 fn config(dcs: usize, me: DcId, learn: LearnRule) -> Config {
@@ -42,6 +44,7 @@ impl Net {
             now: 1_000_000,
             replies: Vec::new(),
             applied: vec![Vec::new(); dcs],
+            decided: vec![BTreeMap::new(); dcs],
         }
     }
 
@@ -50,6 +53,11 @@ impl Net {
         if let Some(p) = &self.dcs[d] {
             // Synchronous "sync": the step's durable state is stable before it sends.
             self.durable[d] = p.durable().clone();
+        }
+        for entry in &out.persist {
+            if let DurableEntry::Outcome(k, o) = entry {
+                self.decided[d].insert(*k, *o);
+            }
         }
         for env in out.send {
             self.queue.push_back((self.now + UNIT, env));
@@ -108,7 +116,7 @@ impl Net {
     }
 
     fn outcome(&self, dc: DcId, key: TxnKey) -> Option<Outcome> {
-        self.durable[usize::from(dc)].outcomes().get(&key).copied()
+        self.decided[usize::from(dc)].get(&key).copied()
     }
 
     fn reply(&self, client: u64) -> Option<&ClientResult> {
@@ -385,4 +393,110 @@ fn outcome_pushes_to_a_dc_that_stays_down_back_off() {
     // τ_retx is 10 units: 80 pushes without backoff; doubling up to 16 τ_retx leaves a
     // handful, and pushing never stops.
     assert!((3..=12).contains(&pushes), "{pushes} pushes in 80 τ_retx");
+}
+
+#[test]
+fn settled_attempts_are_retired_everywhere_and_late_messages_change_nothing() {
+    let mut net = Net::new(3, LearnRule::OwnerCounting);
+    for client in 1..=3 {
+        net.commit(0, client, &[], &["x"]);
+        net.commit(1, 10 + client, &[], &["y"]);
+    }
+    net.run(net.now + 100 * UNIT);
+    for d in 0..3 {
+        let durable = &net.durable[d];
+        assert_eq!(durable.retired(), &[3, 3], "DC {d}");
+        assert!(
+            durable.records().is_empty()
+                && durable.own_votes().is_empty()
+                && durable.outcomes().is_empty()
+                && durable.acceptors.is_empty(),
+            "DC {d} still holds protocol state"
+        );
+        assert_eq!(net.dcs[d].as_ref().unwrap().gauges().attempts, 0);
+    }
+    // A record that arrives late is not voted on again; a late push is acknowledged.
+    let record = Record {
+        key: key(0, 2),
+        txn: 1,
+        version: 1,
+        reads: vec![],
+        writes: vec![],
+    };
+    let p = net.dcs[2].as_mut().unwrap();
+    let late = |msg| Envelope {
+        from: 0,
+        to: 2,
+        depth: 1,
+        msg,
+    };
+    let out = p.receive(net.now, late(Msg::Record { record }));
+    assert!(out.send.is_empty() && out.persist.is_empty(), "{out:?}");
+    let out = p.receive(
+        net.now,
+        late(Msg::Decision {
+            txn: key(0, 2),
+            outcome: Outcome::Aborted,
+            record: None,
+        }),
+    );
+    assert!(matches!(
+        out.send.as_slice(),
+        [Envelope {
+            to: 0,
+            msg: Msg::DecisionAck { .. },
+            ..
+        }]
+    ));
+    assert!(out.persist.is_empty());
+}
+
+#[test]
+fn a_restarted_dc_keeps_its_retirement_and_forgets_the_slots() {
+    let mut net = Net::new(3, LearnRule::OwnerCounting);
+    net.commit(0, 1, &[], &["x"]);
+    // Every slot each DC persisted, by storage key, as a runtime's disk holds them.
+    let mut disk: Vec<BTreeMap<Vec<u8>, DurableEntry>> = vec![BTreeMap::new(); 3];
+    let end = net.now + 100 * UNIT;
+    while net.now < end {
+        net.now += UNIT;
+        let now = net.now;
+        let mut inputs: Vec<(DcId, Output)> = Vec::new();
+        while net.queue.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, env) = net.queue.pop_front().unwrap();
+            let to = env.to;
+            inputs.push((
+                to,
+                net.dcs[usize::from(to)].as_mut().unwrap().receive(now, env),
+            ));
+        }
+        for d in 0..3u8 {
+            inputs.push((d, net.dcs[usize::from(d)].as_mut().unwrap().tick(now)));
+        }
+        for (d, out) in inputs {
+            for e in &out.persist {
+                disk[usize::from(d)].insert(e.slot_key(), e.clone());
+            }
+            for k in &out.forget {
+                disk[usize::from(d)].remove(k);
+            }
+            net.absorb(d, out);
+        }
+    }
+    for (d, slots) in disk.iter().enumerate() {
+        let kinds: Vec<u8> = slots.keys().map(|k| k[0]).collect();
+        assert_eq!(
+            kinds,
+            vec![b'm', b'x'],
+            "DC {d} keeps only meta and retirement"
+        );
+        let back = Durable::from_entries(slots.values().cloned());
+        assert_eq!(back.retired(), &[1]);
+        let (p, _) = Participant::restart(
+            config(3, d as DcId, LearnRule::OwnerCounting),
+            back,
+            net.now,
+        );
+        assert_eq!(p.gauges().attempts, 0, "DC {d} has nothing to recover");
+    }
 }

@@ -370,6 +370,9 @@ impl Shared {
                 let value = postcard::to_allocvec(entry).expect("durable entries encode");
                 batch.put(Key::Protocol(&entry.slot_key()).encode(), value);
             }
+            for slot in &out.forget {
+                batch.delete(Key::Protocol(slot).encode());
+            }
             for (version, writes) in &out.apply {
                 batch.extend(self.store.mvcc().batch_for(*version, writes));
             }
