@@ -67,6 +67,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Atomic. With sync=true returns only once the batch is durable (fdatasync).
     fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()>;
+
+    /// An estimate of the number of keys held (deleted ones may still count until
+    /// compacted), for monitoring; None if the engine cannot tell cheaply.
+    fn estimated_keys(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

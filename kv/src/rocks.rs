@@ -90,6 +90,13 @@ impl std::fmt::Debug for RocksEngine {
 }
 
 impl Engine for RocksEngine {
+    fn estimated_keys(&self) -> Option<u64> {
+        self.db
+            .property_int_value("rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_pinned(key)?.map(|v| v.to_vec()))
     }

@@ -122,6 +122,8 @@ pub struct Gauges {
     pub recovering: usize,
     /// Keys and reads in the committed index C1–C3 check against.
     pub committed_index: usize,
+    /// Records held durably (not yet retired).
+    pub records: usize,
     pub floor: Version,
     pub complete: Version,
 }
@@ -336,6 +338,7 @@ impl Participant {
                 .filter(|a| a.recovery.is_some())
                 .count(),
             committed_index: self.committed.size(),
+            records: self.durable.records.len(),
             floor: self.durable.floor,
             complete: self.complete_point.complete(),
         }

@@ -298,6 +298,8 @@ impl DriverTask {
                     local_waiting = g.local_waiting,
                     recovering = g.recovering,
                     committed_index = g.committed_index,
+                    records = g.records,
+                    store_keys = shared.store.engine().estimated_keys().unwrap_or(0),
                     inbox = peers.inbox.len(),
                     floor_lag_ms = lag_ms(g.floor),
                     complete_lag_ms = lag_ms(g.complete),
