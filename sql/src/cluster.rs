@@ -28,6 +28,8 @@ pub fn data_center_columns() -> Vec<OutputColumn> {
         ("wan_jitter_ms", Int8),
         ("wan_loss", Float8),
         ("last_heard_ms", Int8),
+        ("rtt_ms", Float8),
+        ("clock_offset_ms", Float8),
     ]
     .into_iter()
     .map(|(name, ty)| OutputColumn {
@@ -51,6 +53,8 @@ pub fn data_center_rows(engine: &Planner) -> Vec<Vec<Datum>> {
             Datum::Int8(0),
             Datum::Float8(0.0),
             Datum::Null,
+            Datum::Null,
+            Datum::Null,
         ]];
     };
     let int = |v: u64| Datum::Int8(i64::try_from(v).unwrap_or(i64::MAX));
@@ -67,6 +71,8 @@ pub fn data_center_rows(engine: &Planner) -> Vec<Vec<Datum>> {
                 int(dc.jitter_ms),
                 Datum::Float8(dc.loss),
                 dc.last_heard_ms.map_or(Datum::Null, int),
+                dc.rtt_ms.map_or(Datum::Null, Datum::Float8),
+                dc.clock_offset_ms.map_or(Datum::Null, Datum::Float8),
             ]
         })
         .collect()

@@ -12,12 +12,15 @@
 //! The driver (`txn::driver`, the same one a single-DC node runs) steps this DC's
 //! participant (`replication::Participant`); this module gives it a [`transport`]
 //! (an [`Outbox`] out, a bounded inbox in, with back-pressure on the peers' RPCs), a
-//! view of the peers' health ([`status`]) and timers that follow the emulated WAN. The topology comes from
-//! a TOML file ([`topology`]); the WAN between DCs is emulated by each sender ([`wan`]).
+//! view of the peers' health ([`status`]) and timers that follow the round trips probes
+//! measure to the peers. The topology comes from a TOML file ([`topology`]); a WAN delay
+//! can be emulated by each sender ([`wan`]), on top of the real network's, and the
+//! protocol is told nothing of it.
 //! A data directory remembers the cluster and DC it belongs to; a node refuses one of
 //! another cluster or DC.
 
 pub mod demo;
+pub mod identity;
 pub mod local;
 pub mod status;
 pub mod tls;
@@ -25,17 +28,18 @@ pub mod topology;
 pub mod transport;
 pub mod wan;
 
+pub use self::identity::cluster_identity;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use kv::keys::Key;
-use kv::{Store, WriteBatch};
 use replication::{Config, DcId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use txn::{ClusterView, Peers, SystemClock, Transport, TxnManager};
 
+use self::identity::Identity;
 use self::status::PeerHealth;
 use self::tls::PeerTls;
 use self::topology::Topology;
@@ -45,9 +49,6 @@ use self::wan::Wan;
 /// Envelopes from peers waiting for the driver at most; a full inbox makes the peers'
 /// deliveries wait (back-pressure), it loses nothing.
 pub const INBOX_ENVELOPES_MAX: usize = 65_536;
-
-/// The data directory's owner, written on first start.
-const IDENTITY_KEY: &str = "cluster_id";
 
 pub struct ClusterNodeConfig {
     pub topology: Topology,
@@ -59,7 +60,7 @@ pub struct ClusterNodeConfig {
     pub clock_bound_us: u64,
 }
 
-/// The protocol's timers, scaled to the longest one-way WAN delay (µs).
+/// The protocol's timers, scaled to the longest one-way delay to a peer (µs).
 pub fn participant_config(
     topology: &Topology,
     me: DcId,
@@ -77,6 +78,47 @@ pub fn participant_config(
         clock_bound_us,
         floor_lag_us: one_way * 3 / 2 + clock_bound_us + 25_000,
         closed_period_us: 10_000,
+    }
+}
+
+/// The one-way delay the timers assume until the first probe comes back.
+const ASSUMED_ONE_WAY_US: u64 = 100_000;
+
+/// How often every peer is probed for its round trip and clock offset.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The protocol's timers follow what probes measure, never what the WAN emulation is
+/// set to (the emulation is only part of what they measure, as a real network's delay
+/// would be): half the longest round trip to any peer in the last
+/// [`status::RTT_WINDOW`], queueing included. A longer delay retimes at once; a
+/// shorter one only when it is shorter by a quarter, so jitter does not churn them.
+struct Retimer {
+    topology: Topology,
+    me: DcId,
+    clock_bound_us: u64,
+    health: Arc<PeerHealth>,
+    one_way_us: u64,
+}
+
+impl Retimer {
+    fn retime(&mut self) -> Option<Config> {
+        let one_way = (self.health.max_rtt_us()? / 2).max(1_000);
+        let current = self.one_way_us;
+        let longer = one_way * 10 > current * 11;
+        let shorter = one_way * 4 < current * 3;
+        if !longer && !shorter {
+            return None;
+        }
+        self.one_way_us = one_way;
+        let cfg = participant_config(&self.topology, self.me, self.clock_bound_us, one_way);
+        tracing::info!(
+            one_way_ms = one_way / 1000,
+            retransmit_ms = cfg.retransmit_us / 1000,
+            recovery_ms = cfg.recovery_us / 1000,
+            floor_lag_ms = cfg.floor_lag_us / 1000,
+            "measured round trips changed: protocol timers rescaled"
+        );
+        Some(cfg)
     }
 }
 
@@ -106,47 +148,65 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         .with_context(|| taken("peers", me.peer))?
         .with_nodelay(Some(true));
     let store = crate::node::open_store(&config.data_dir, config.block_cache_bytes)?;
-    check_identity(&store, &topology.cluster, me.id, dcs)?;
+    let identity = Arc::new(Identity::open(
+        store.clone(),
+        &topology.cluster,
+        me.id,
+        dcs,
+    )?);
 
     let wan = Arc::new(Wan::new(topology.wan));
     let health = Arc::new(PeerHealth::new(topology.clone(), me.id, wan.clone()));
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_ENVELOPES_MAX);
-    let one_way = wan.max_one_way().as_micros() as u64;
-    let cfg = participant_config(&topology, me.id, config.clock_bound_us, one_way);
-    let retime = {
-        let (topology, bound, wan) = (topology.clone(), config.clock_bound_us, wan.clone());
-        let mut generation = wan.generation();
-        move || {
-            let now = wan.generation();
-            if now == generation {
-                return None;
-            }
-            generation = now;
-            let one_way = wan.max_one_way();
-            let cfg = participant_config(&topology, me.id, bound, one_way.as_micros() as u64);
-            tracing::info!(
-                one_way_ms = one_way.as_millis() as u64,
-                retransmit_ms = cfg.retransmit_us / 1000,
-                recovery_ms = cfg.recovery_us / 1000,
-                floor_lag_ms = cfg.floor_lag_us / 1000,
-                "WAN changed: protocol timers rescaled"
-            );
-            Some(cfg)
-        }
+    let cfg = participant_config(&topology, me.id, config.clock_bound_us, ASSUMED_ONE_WAY_US);
+    let mut retimer = Retimer {
+        topology: topology.clone(),
+        me: me.id,
+        clock_bound_us: config.clock_bound_us,
+        health: health.clone(),
+        one_way_us: ASSUMED_ONE_WAY_US,
     };
     let tls = PeerTls::load(&topology, Some(me.id))?;
-    let outbox = Outbox::start(&topology, me.id, tls.as_ref(), wan.clone())?;
+    if identity.fresh {
+        if let Some(why) =
+            transport::refused_by_a_peer(&topology, me.id, tls.as_ref(), &identity).await?
+        {
+            bail!("this DC's data directory is new, but its cluster knows another: {why}");
+        }
+    }
+    let outbox = Arc::new(Outbox::start(
+        &topology,
+        me.id,
+        tls.as_ref(),
+        wan.clone(),
+        health.clone(),
+        identity.clone(),
+    )?);
     let (handle, driver) = txn::driver::open(
         cfg,
         store.clone(),
         Arc::new(SystemClock),
-        Some(Box::new(outbox) as Box<dyn Transport>),
+        Some(Box::new(outbox.clone()) as Box<dyn Transport>),
         Some(health.clone() as Arc<dyn ClusterView>),
     )?;
     let txns = TxnManager::new(store, Arc::new(SystemClock), handle);
     let engine = planner::Planner::new(txns, config.query_memory_bytes);
 
-    let service = PeerService::server(&topology, me.id, inbox_tx, wan, health);
+    let service = PeerService::server(
+        &topology,
+        me.id,
+        inbox_tx,
+        wan,
+        health,
+        outbox.clone(),
+        identity,
+    );
+    tokio::spawn(async move {
+        loop {
+            outbox.probe();
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    });
     let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
@@ -162,7 +222,7 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     ));
     let driver = tokio::spawn(driver.run(Some(Peers {
         inbox: inbox_rx,
-        retime: Box::new(retime),
+        retime: Box::new(move || retimer.retime()),
     })));
 
     tracing::info!(cluster = %topology.cluster, dc = me.id, name = %me.name, sql = %me.sql,
@@ -185,46 +245,4 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     let _ = stop_peers.send(());
     tracing::info!("shutting down");
     Ok(())
-}
-
-/// Refuses a data directory of another cluster or DC, or of a single node; claims a
-/// new one.
-fn check_identity(store: &Store, cluster: &str, dc: DcId, dcs: usize) -> anyhow::Result<()> {
-    let key = Key::Meta(IDENTITY_KEY).encode();
-    let want = format!("{cluster}/{dc}/{dcs}");
-    match store.engine().get(&key)? {
-        Some(found) => {
-            let found = String::from_utf8_lossy(&found);
-            if found != want {
-                let mut parts = found.splitn(3, '/');
-                let (c, d, n) = (
-                    parts.next().unwrap_or(""),
-                    parts.next().unwrap_or("?"),
-                    parts.next().unwrap_or("?"),
-                );
-                bail!(
-                    "the data directory belongs to DC {d} of cluster '{c}' ({n} DCs), \
-                     not DC {dc} of cluster '{cluster}' ({dcs} DCs)"
-                );
-            }
-        }
-        None if store.mvcc().last_committed_version()? > 0 => bail!(
-            "the data directory holds the data of a single-node Meridian (`meridian start`); \
-             a cluster's node starts from an empty directory or its own"
-        ),
-        None => {
-            let mut batch = WriteBatch::new();
-            batch.put(key, want.into_bytes());
-            store.engine().write(&batch, true)?;
-        }
-    }
-    Ok(())
-}
-
-/// Whether a data directory's store belongs to a cluster (for `meridian start`).
-pub fn cluster_identity(store: &Store) -> anyhow::Result<Option<String>> {
-    Ok(store
-        .engine()
-        .get(&Key::Meta(IDENTITY_KEY).encode())?
-        .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }

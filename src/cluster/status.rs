@@ -1,12 +1,15 @@
-//! What a node knows about every data center of its cluster, for `SHOW DATA CENTERS`:
-//! the topology, the emulated WAN from here, and when each peer was last heard from
-//! (any delivered batch; live peers send `Closed` every few milliseconds, so silence
-//! means down, paused or cut off).
+//! What a node knows about every data center of its cluster, for `SHOW DATA CENTERS`
+//! and the protocol's timers: the topology, the emulated WAN from here, when each peer
+//! was last heard from (any delivered batch; live peers send `Closed` every few
+//! milliseconds, so silence means down, paused or cut off), and the round trip and
+//! clock offset to each peer as probes measured them ([`super::transport::Outbox::probe`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use replication::DcId;
 use txn::{ClusterView, DcStatus};
 
@@ -16,6 +19,21 @@ use super::wan::Wan;
 /// A peer heard from within this long is `up`.
 const UP_WITHIN: Duration = Duration::from_secs(2);
 
+/// Round trips older than this no longer count towards [`PeerHealth::max_rtt_us`].
+pub const RTT_WINDOW: Duration = Duration::from_secs(10);
+
+/// Round trips kept per peer at most (probes go every 100 ms: 10 s of them).
+const RTT_SAMPLES_MAX: usize = 128;
+
+/// What probes measured of one peer.
+#[derive(Default)]
+struct Measured {
+    /// (when, round trip µs), oldest first.
+    rtts: VecDeque<(Instant, u64)>,
+    /// The peer's clock minus this node's, µs (last probe).
+    offset_us: Option<i64>,
+}
+
 pub struct PeerHealth {
     topology: Topology,
     me: DcId,
@@ -23,18 +41,61 @@ pub struct PeerHealth {
     start: Instant,
     /// Per DC: µs after `start` of the last delivery from it, plus one (0: never).
     heard: Vec<AtomicU64>,
+    measured: Vec<Mutex<Measured>>,
 }
 
 impl PeerHealth {
     pub fn new(topology: Topology, me: DcId, wan: Arc<Wan>) -> PeerHealth {
         let heard = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
+        let measured = topology.dcs.iter().map(|_| Mutex::default()).collect();
         PeerHealth {
             topology,
             me,
             wan,
             start: Instant::now(),
             heard,
+            measured,
         }
+    }
+
+    /// A probe of `dc` came back after `rtt_us` and found its clock `offset_us` ahead.
+    pub fn measured(&self, dc: DcId, rtt_us: u64, offset_us: i64) {
+        let Some(m) = self.measured.get(usize::from(dc)) else {
+            return;
+        };
+        let mut m = m.lock();
+        if m.rtts.len() == RTT_SAMPLES_MAX {
+            m.rtts.pop_front();
+        }
+        m.rtts.push_back((Instant::now(), rtt_us));
+        m.offset_us = Some(offset_us);
+    }
+
+    /// The last round trip measured to `dc`.
+    pub fn rtt_us(&self, dc: DcId) -> Option<u64> {
+        let m = self.measured.get(usize::from(dc))?.lock();
+        m.rtts.back().map(|(_, rtt)| *rtt)
+    }
+
+    /// `dc`'s clock minus this node's, as the last probe measured it.
+    pub fn offset_us(&self, dc: DcId) -> Option<i64> {
+        self.measured.get(usize::from(dc))?.lock().offset_us
+    }
+
+    /// The longest round trip to any peer within the last [`RTT_WINDOW`]: what the
+    /// protocol's timers must allow for. None until a probe came back.
+    pub fn max_rtt_us(&self) -> Option<u64> {
+        self.measured
+            .iter()
+            .filter_map(|m| {
+                let m = m.lock();
+                m.rtts
+                    .iter()
+                    .filter(|(at, _)| at.elapsed() <= RTT_WINDOW)
+                    .map(|(_, rtt)| *rtt)
+                    .max()
+            })
+            .max()
     }
 
     /// A batch from `dc` arrived.
@@ -78,6 +139,8 @@ impl PeerHealth {
                     jitter_ms: if local { 0 } else { link.jitter_ms },
                     loss: if local { 0.0 } else { link.loss },
                     last_heard_ms: ago.map(|a| a.as_millis() as u64),
+                    rtt_ms: self.rtt_us(dc.id).map(|us| us as f64 / 1000.0),
+                    clock_offset_ms: self.offset_us(dc.id).map(|us| us as f64 / 1000.0),
                 }
             })
             .collect()

@@ -31,6 +31,7 @@ use replication::Envelope;
 use tonic::{Request, Response, Status};
 use txn::Transport;
 
+use super::identity::Identity;
 use super::status::PeerHealth;
 use super::tls::{endpoint, PeerTls};
 use super::topology::{DcSpec, Link, Topology};
@@ -43,7 +44,8 @@ pub mod proto {
 use proto::peer_client::PeerClient;
 use proto::peer_server::{Peer, PeerServer};
 use proto::{
-    Ack, Batch, HelloReply, HelloRequest, TopologyReply, TopologyRequest, WanReply, WanRequest,
+    Ack, Batch, HelloReply, HelloRequest, Probe, TopologyReply, TopologyRequest, WanReply,
+    WanRequest,
 };
 
 /// Largest gRPC message accepted: a batch can carry a transaction's whole write set.
@@ -59,6 +61,10 @@ pub struct PeerService {
     inbox: mpsc::Sender<Envelope>,
     wan: Arc<Wan>,
     health: Arc<PeerHealth>,
+    /// Answers probes (and takes their answers) through the same delay queues.
+    outbox: Arc<Outbox>,
+    /// This directory's incarnation, and the peers' this node knows.
+    identity: Arc<Identity>,
     /// The cluster file, for joining nodes.
     topology: String,
 }
@@ -70,6 +76,8 @@ impl PeerService {
         inbox: mpsc::Sender<Envelope>,
         wan: Arc<Wan>,
         health: Arc<PeerHealth>,
+        outbox: Arc<Outbox>,
+        identity: Arc<Identity>,
     ) -> PeerServer<PeerService> {
         PeerServer::new(PeerService {
             cluster: topology.cluster.clone(),
@@ -78,6 +86,8 @@ impl PeerService {
             inbox,
             wan,
             health,
+            outbox,
+            identity,
             topology: topology.to_toml(),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
@@ -104,16 +114,26 @@ impl PeerService {
 impl Peer for PeerService {
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
         let r = request.into_inner();
-        self.check_sender(&r.cluster, r.from)?;
+        let from = self.check_sender(&r.cluster, r.from)?;
+        self.identity
+            .check_peer(from, r.incarnation)
+            .map_err(Status::permission_denied)?;
         Ok(Response::new(HelloReply {
             cluster: self.cluster.clone(),
             dc: u32::from(self.me),
+            incarnation: self.identity.incarnation,
         }))
     }
 
     async fn deliver(&self, request: Request<Batch>) -> Result<Response<Ack>, Status> {
         let batch = request.into_inner();
         let from = self.check_sender(&batch.cluster, batch.from)?;
+        if batch.to_incarnation != 0 && batch.to_incarnation != self.identity.incarnation {
+            return Err(Status::permission_denied(format!(
+                "the batch is for an earlier data directory of DC {} (incarnation {:x})",
+                self.me, batch.to_incarnation
+            )));
+        }
         // Decode the whole batch first: a garbled one is refused entirely.
         let mut envelopes = Vec::with_capacity(batch.envelopes.len());
         for bytes in &batch.envelopes {
@@ -128,6 +148,9 @@ impl Peer for PeerService {
             envelopes.push(env);
         }
         self.health.heard(from);
+        for probe in batch.probes {
+            self.outbox.on_probe(from, probe);
+        }
         for env in envelopes {
             // Back-pressure: a driver that falls behind slows its peers' deliveries
             // (each peer has its own sending task) instead of growing this queue.
@@ -231,9 +254,16 @@ pub const PEER_QUEUE_BYTES_MAX: usize = 64 << 20;
 /// Messages waiting for one peer's sending task at most (the same rule as the bytes).
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 65_536;
 
+/// What waits in a peer's delay queue.
+enum Item {
+    /// An encoded protocol envelope.
+    Envelope(Vec<u8>),
+    Probe(Probe),
+}
+
 /// One peer's sending task and what it holds.
 struct PeerQueue {
-    tx: mpsc::Sender<(Instant, Vec<u8>)>,
+    tx: mpsc::Sender<(Instant, Item)>,
     queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
     /// Batches delivered (RPCs that succeeded); the sending task logs it.
@@ -246,6 +276,10 @@ pub struct Outbox {
     me: DcId,
     wan: Arc<Wan>,
     peers: Vec<Option<PeerQueue>>,
+    /// Where measured round trips and clock offsets go.
+    health: Arc<PeerHealth>,
+    /// The origin of the monotonic times probes carry.
+    start: Instant,
 }
 
 impl Outbox {
@@ -255,6 +289,8 @@ impl Outbox {
         me: DcId,
         tls: Option<&PeerTls>,
         wan: Arc<Wan>,
+        health: Arc<PeerHealth>,
+        identity: Arc<Identity>,
     ) -> anyhow::Result<Outbox> {
         let mut peers = Vec::new();
         for dc in &topology.dcs {
@@ -271,6 +307,7 @@ impl Outbox {
                 me,
                 to: dc.id,
                 addr: dc.peer,
+                identity: identity.clone(),
             };
             tokio::spawn(send_loop(
                 route,
@@ -287,35 +324,91 @@ impl Outbox {
                 batches,
             }));
         }
-        Ok(Outbox { me, wan, peers })
+        Ok(Outbox {
+            me,
+            wan,
+            peers,
+            health,
+            start: Instant::now(),
+        })
     }
 
     /// Sends after the emulated delay, or drops (emulated loss or cut, or the peer's
     /// queue is full).
     pub fn send(&self, env: Envelope) {
-        let Some(Some(peer)) = self.peers.get(usize::from(env.to)) else {
-            return;
-        };
-        let Some(delay) = self.wan.delay(self.me, env.to) else {
-            return;
-        };
         let bytes = postcard::to_allocvec(&env).expect("envelopes encode");
-        let len = bytes.len();
+        self.enqueue(env.to, Item::Envelope(bytes));
+    }
+
+    /// Probes every peer: each answer gives the round trip (emulated delay and queueing
+    /// included) and the peer's clock offset, recorded in [`PeerHealth`].
+    pub fn probe(&self) {
+        let probe = Probe {
+            sent_mono_us: self.start.elapsed().as_micros() as u64,
+            sent_wall_us: wall_clock_us(),
+            answer: false,
+            peer_wall_us: 0,
+        };
+        for to in 0..self.peers.len() {
+            self.enqueue(to as DcId, Item::Probe(probe));
+        }
+    }
+
+    /// A probe from `from`: answers it, or records what an answer measured.
+    pub fn on_probe(&self, from: DcId, probe: Probe) {
+        if !probe.answer {
+            let answer = Probe {
+                answer: true,
+                peer_wall_us: wall_clock_us(),
+                ..probe
+            };
+            self.enqueue(from, Item::Probe(answer));
+            return;
+        }
+        let now = self.start.elapsed().as_micros() as u64;
+        let Some(rtt_us) = now.checked_sub(probe.sent_mono_us) else {
+            return; // not one of this node's probes (it restarted since)
+        };
+        // The peer read its clock about half-way: NTP's estimate, off by at most
+        // half the round trip's asymmetry.
+        let midpoint = probe.sent_wall_us as i64 + (rtt_us / 2) as i64;
+        self.health
+            .measured(from, rtt_us, probe.peer_wall_us as i64 - midpoint);
+    }
+
+    fn enqueue(&self, to: DcId, item: Item) {
+        let Some(Some(peer)) = self.peers.get(usize::from(to)) else {
+            return;
+        };
+        let Some(delay) = self.wan.delay(self.me, to) else {
+            return;
+        };
+        let len = match &item {
+            Item::Envelope(bytes) => bytes.len(),
+            Item::Probe(_) => 0,
+        };
         let full = peer.queued.load(Ordering::Relaxed) + len > PEER_QUEUE_BYTES_MAX;
         // Counted before the send: the sending task subtracts once it has sent.
         if !full {
             peer.queued.fetch_add(len, Ordering::Relaxed);
         }
-        if full || peer.tx.try_send((Instant::now() + delay, bytes)).is_err() {
+        if full || peer.tx.try_send((Instant::now() + delay, item)).is_err() {
             if !full {
                 peer.queued.fetch_sub(len, Ordering::Relaxed);
             }
             // Logged once per 10 000 drops: a stalled peer drops a lot.
             if peer.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
-                tracing::warn!(to = env.to, "peer queue full; dropping messages to it");
+                tracing::warn!(to, "peer queue full; dropping messages to it");
             }
         }
     }
+}
+
+/// Microseconds since the Unix epoch by this host's clock.
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Transport for Outbox {
@@ -330,6 +423,7 @@ struct Route {
     me: DcId,
     to: DcId,
     addr: SocketAddr,
+    identity: Arc<Identity>,
 }
 
 /// RPCs in flight to one peer at most. More than one, so that on a real WAN a batch
@@ -347,7 +441,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 async fn send_loop(
     route: Route,
     endpoint: Endpoint,
-    mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
+    mut rx: mpsc::Receiver<(Instant, Item)>,
     queued: Arc<AtomicUsize>,
     batches: Arc<AtomicU64>,
 ) {
@@ -356,11 +450,14 @@ async fn send_loop(
         me,
         to,
         addr,
+        identity,
     } = route;
     let client = PeerClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX);
-    let mut verified = false;
+    // The peer's incarnation once `Hello` verified it (None: not verified).
+    let mut verified: Option<u64> = None;
+    let mut refusal_logged = false;
     let mut queue: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut pending = std::collections::HashMap::new();
     let mut seq = 0u64;
@@ -388,7 +485,7 @@ async fn send_loop(
                         report.failed += 1;
                         tracing::debug!(to, %addr, %status, "delivery failed; dropped");
                         if status.code() == tonic::Code::PermissionDenied {
-                            verified = false;
+                            verified = None;
                         }
                     }
                     Err(e) => tracing::error!(to, "a delivery task failed: {e}"),
@@ -405,32 +502,37 @@ async fn send_loop(
             continue;
         }
         let now = Instant::now();
-        let mut due = Vec::new();
+        let (mut due, mut probes) = (Vec::new(), Vec::new());
         while let Some(Reverse((at, id))) = queue.peek().copied() {
             if at > now {
                 break;
             }
             queue.pop();
-            if let Some(env) = pending.remove(&id) {
-                due.push(env);
+            match pending.remove(&id) {
+                Some(Item::Envelope(env)) => due.push(env),
+                Some(Item::Probe(probe)) => probes.push(probe),
+                None => {}
             }
         }
-        if due.is_empty() {
+        if due.is_empty() && probes.is_empty() {
             continue;
         }
         let bytes: usize = due.iter().map(Vec::len).sum();
-        if !verified {
-            verified = hello(client.clone(), &cluster, me, to, addr).await;
+        if verified.is_none() {
+            let route = (cluster.as_str(), me, to, addr);
+            verified = hello(client.clone(), route, &identity, &mut refusal_logged).await;
         }
-        if !verified {
+        let Some(to_incarnation) = verified else {
             queued.fetch_sub(bytes, Ordering::Relaxed);
             continue; // dropped; the protocol retransmits
-        }
+        };
         report.messages += due.len() as u64;
         let batch = Batch {
             cluster: cluster.clone(),
             from: u32::from(me),
             envelopes: due,
+            probes,
+            to_incarnation,
         };
         let (mut client, queued) = (client.clone(), queued.clone());
         in_flight.spawn(async move {
@@ -489,39 +591,82 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-/// Checks that `addr` is DC `to` of this cluster; logs why not.
+/// Checks that `addr` is DC `to` of this cluster, under the data directory this node
+/// knows for it, and that it accepts this node's; returns the peer's incarnation, or
+/// logs why not (a refusal once, as an error: it needs an operator).
 async fn hello(
     mut client: PeerClient<Channel>,
-    cluster: &str,
-    me: DcId,
-    to: DcId,
-    addr: SocketAddr,
-) -> bool {
+    (cluster, me, to, addr): (&str, DcId, DcId, SocketAddr),
+    identity: &Identity,
+    refusal_logged: &mut bool,
+) -> Option<u64> {
     let request = HelloRequest {
         cluster: cluster.to_string(),
         from: u32::from(me),
+        incarnation: identity.incarnation,
+    };
+    let mut refused = |why: &str| {
+        if !std::mem::replace(refusal_logged, true) {
+            tracing::error!(to, %addr, "not sending to the peer: {why}");
+        }
+        None
     };
     match client.hello(request).await {
         Ok(reply) => {
             let reply = reply.into_inner();
-            if reply.cluster == cluster && reply.dc == u32::from(to) {
-                tracing::info!(to, %addr, "connected to peer");
-                true
-            } else {
-                tracing::error!(
-                    %addr,
-                    "peer is DC {} of cluster '{}', expected DC {to} of '{cluster}': not sending to it",
-                    reply.dc,
-                    reply.cluster
-                );
-                false
+            if reply.cluster != cluster || reply.dc != u32::from(to) {
+                return refused(&format!(
+                    "it is DC {} of cluster '{}', expected DC {to} of '{cluster}'",
+                    reply.dc, reply.cluster
+                ));
             }
+            if let Err(why) = identity.check_peer(to, reply.incarnation) {
+                return refused(&why);
+            }
+            *refusal_logged = false;
+            tracing::info!(to, %addr, "connected to peer");
+            Some(reply.incarnation)
+        }
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            refused(&format!("it refused this node: {}", status.message()))
         }
         Err(status) => {
             tracing::debug!(to, %addr, %status, "peer unreachable");
-            false
+            None
         }
     }
+}
+
+/// For a node whose data directory is new: asks every reachable peer whether it knows
+/// another directory for this DC. Returns the first refusal (the node must not start:
+/// it would reuse attempt numbers and vote without its predecessor's promises).
+pub async fn refused_by_a_peer(
+    topology: &Topology,
+    me: DcId,
+    tls: Option<&PeerTls>,
+    identity: &Identity,
+) -> anyhow::Result<Option<String>> {
+    for dc in topology.dcs.iter().filter(|d| d.id != me) {
+        let endpoint = endpoint(dc.peer, &dc.name, tls, Duration::from_secs(2))?;
+        let Ok(channel) = endpoint.connect().await else {
+            continue; // down: it refuses this node when it comes back, if it must
+        };
+        let request = HelloRequest {
+            cluster: topology.cluster.clone(),
+            from: u32::from(me),
+            incarnation: identity.incarnation,
+        };
+        if let Err(status) = PeerClient::new(channel).hello(request).await {
+            if status.code() == tonic::Code::PermissionDenied {
+                return Ok(Some(format!(
+                    "DC {} refuses it: {}",
+                    dc.id,
+                    status.message()
+                )));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -555,19 +700,96 @@ mod tests {
     }
 
     fn service_with_inbox(capacity: usize) -> (PeerService, mpsc::Receiver<Envelope>) {
-        let wan = Arc::new(Wan::new(Link::default()));
-        let health = Arc::new(PeerHealth::new(topology(), 1, wan.clone()));
+        node(&topology(), 1, capacity, Link::default())
+    }
+
+    /// DC `me`'s receiving side, with an outbox to `topology`'s peers.
+    fn node(
+        topology: &Topology,
+        me: DcId,
+        capacity: usize,
+        link: Link,
+    ) -> (PeerService, mpsc::Receiver<Envelope>) {
+        let wan = Arc::new(Wan::new(link));
+        let health = Arc::new(PeerHealth::new(topology.clone(), me, wan.clone()));
+        let identity = identity(me);
+        let outbox = Outbox::start(
+            topology,
+            me,
+            None,
+            wan.clone(),
+            health.clone(),
+            identity.clone(),
+        )
+        .unwrap();
         let (tx, rx) = mpsc::channel(capacity);
         let service = PeerService {
             cluster: "c".into(),
-            me: 1,
+            me,
             dcs: 3,
             inbox: tx,
             wan,
             health,
+            outbox: Arc::new(outbox),
+            identity,
             topology: String::new(),
         };
         (service, rx)
+    }
+
+    /// A fresh identity of DC `me` of cluster "c", over an in-memory store.
+    fn identity(me: DcId) -> Arc<Identity> {
+        let store = Arc::new(kv::Store::open(Arc::new(kv::MemoryEngine::new())).unwrap());
+        Arc::new(Identity::open(store, "c", me, 3).unwrap())
+    }
+
+    /// Binds a peer port on loopback for DC `dc` of `topology`.
+    fn listen(topology: &mut Topology, dc: usize) -> tonic::transport::server::TcpIncoming {
+        let incoming = tonic::transport::server::TcpIncoming::bind(([127, 0, 0, 1], 0).into())
+            .unwrap()
+            .with_nodelay(Some(true));
+        topology.dcs[dc].peer = incoming.local_addr().unwrap();
+        incoming
+    }
+
+    /// Probes measure the round trip with the emulated delay in it, both ways, and an
+    /// offset near zero between two nodes on one host.
+    #[tokio::test]
+    async fn probes_measure_the_round_trip_through_the_emulated_wan() {
+        let mut topology = topology();
+        let incoming = [listen(&mut topology, 0), listen(&mut topology, 1)];
+        let link = Link {
+            delay_ms: 30,
+            jitter_ms: 0,
+            loss: 0.0,
+        };
+        let mut health = Vec::new();
+        for (dc, incoming) in incoming.into_iter().enumerate() {
+            let (service, rx) = node(&topology, dc as DcId, 16, link);
+            health.push((service.health.clone(), service.outbox.clone(), rx));
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(PeerServer::new(service))
+                    .serve_with_incoming(incoming),
+            );
+        }
+        let (health0, outbox0, _) = &health[0];
+        assert_eq!(health0.rtt_us(1), None, "nothing measured yet");
+        outbox0.probe();
+        let mut waited = 0;
+        while health0.rtt_us(1).is_none() && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            waited += 1;
+        }
+        let rtt = health0.rtt_us(1).expect("the probe was answered");
+        assert!((60_000..1_000_000).contains(&rtt), "{rtt} µs");
+        let offset = health0.offset_us(1).unwrap();
+        assert!(
+            offset.abs() < 30_000,
+            "offset {offset} µs between two local nodes"
+        );
+        assert_eq!(health0.max_rtt_us(), Some(rtt));
+        assert_eq!(health0.rtt_us(2), None, "DC 2 never answered");
     }
 
     fn closed(from: DcId, to: DcId) -> Vec<u8> {
@@ -588,6 +810,8 @@ mod tests {
             cluster: cluster.into(),
             from,
             envelopes,
+            probes: vec![],
+            to_incarnation: 0,
         })
     }
 
@@ -666,19 +890,50 @@ mod tests {
             .hello(Request::new(HelloRequest {
                 cluster: "c".into(),
                 from: 2,
+                incarnation: 7,
             }))
             .await
             .unwrap()
             .into_inner();
         assert_eq!((reply.cluster.as_str(), reply.dc), ("c", 1));
+        assert_eq!(reply.incarnation, service.identity.incarnation);
         let status = service
             .hello(Request::new(HelloRequest {
                 cluster: "d".into(),
                 from: 2,
+                incarnation: 7,
             }))
             .await
             .unwrap_err();
         assert!(status.message().contains("belongs to cluster 'c'"));
+    }
+
+    /// Issue 12, item 2: DC 2 restarted from an empty directory (a new incarnation) is
+    /// refused, and so is a batch still addressed to this node's predecessor.
+    #[tokio::test]
+    async fn a_peer_back_with_another_data_directory_is_refused() {
+        let (service, mut rx) = service();
+        let hello = |incarnation| {
+            Request::new(HelloRequest {
+                cluster: "c".into(),
+                from: 2,
+                incarnation,
+            })
+        };
+        service.hello(hello(7)).await.unwrap();
+        service.hello(hello(7)).await.unwrap();
+        let status = service.hello(hello(8)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(
+            status.message().contains("another data directory"),
+            "{status}"
+        );
+        assert_eq!(service.identity.known(2), 7);
+        let mut stale = batch("c", 0, vec![closed(0, 1)]);
+        stale.get_mut().to_incarnation = service.identity.incarnation + 1;
+        let status = service.deliver(stale).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(rx.try_recv().is_err());
     }
 
     /// Issue 12's wedge: under load at 10 ms the sending task moved one message from its
@@ -686,19 +941,17 @@ mod tests {
     /// and later until the protocol's timers fired. A burst must leave in a few batches.
     #[tokio::test]
     async fn a_burst_leaves_in_a_few_batches_and_arrives_whole() {
-        let incoming = tonic::transport::server::TcpIncoming::bind(([127, 0, 0, 1], 0).into())
-            .unwrap()
-            .with_nodelay(Some(true));
         let mut topology = topology();
-        topology.dcs[1].peer = incoming.local_addr().unwrap();
-        let (service, mut rx) = service_with_inbox(1 << 16);
+        let incoming = listen(&mut topology, 1);
+        let (service, mut rx) = node(&topology, 1, 1 << 16, Link::default());
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(PeerServer::new(service))
                 .serve_with_incoming(incoming),
         );
-        let outbox =
-            Outbox::start(&topology, 0, None, Arc::new(Wan::new(Link::default()))).unwrap();
+        let wan = Arc::new(Wan::new(Link::default()));
+        let health = Arc::new(PeerHealth::new(topology.clone(), 0, wan.clone()));
+        let outbox = Outbox::start(&topology, 0, None, wan, health, identity(0)).unwrap();
         const BURST: usize = 5_000;
         for _ in 0..BURST {
             let env: Envelope = postcard::from_bytes(&closed(0, 1)).unwrap();
@@ -725,7 +978,8 @@ mod tests {
             jitter_ms: 0,
             loss: 0.0,
         }));
-        let outbox = Outbox::start(&topology(), 0, None, wan).unwrap();
+        let health = Arc::new(PeerHealth::new(topology(), 0, wan.clone()));
+        let outbox = Outbox::start(&topology(), 0, None, wan, health, identity(0)).unwrap();
         let big = replication::Record {
             key: replication::TxnKey { origin: 0, seq: 1 },
             txn: 1,

@@ -45,4 +45,8 @@ pub struct DcStatus {
     pub loss: f64,
     /// Milliseconds since a message from it arrived (None: never, or local).
     pub last_heard_ms: Option<u64>,
+    /// The last round trip measured to it, emulated delay and queueing included.
+    pub rtt_ms: Option<f64>,
+    /// Its clock minus this node's, as the last probe measured it.
+    pub clock_offset_ms: Option<f64>,
 }

@@ -64,6 +64,12 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, env: Envelope);
 }
 
+impl<T: Transport + ?Sized> Transport for Arc<T> {
+    fn send(&self, env: Envelope) {
+        (**self).send(env);
+    }
+}
+
 /// The cluster as this node sees it, for `SHOW DATA CENTERS`.
 pub trait ClusterView: Send + Sync + 'static {
     fn data_centers(&self) -> Vec<DcStatus>;

@@ -1,0 +1,163 @@
+//! Who a data directory is, and which directories of its peers this node knows.
+//!
+//! A data directory belongs to one DC of one cluster (`cluster_id`, written on first
+//! start) and carries an **incarnation**: a random number drawn when the directory is
+//! created. Every node records, durably, the incarnation of each peer the first time it
+//! hears it (in `Hello`), and from then on refuses that DC under any other one: a DC
+//! restarted from an empty directory has lost its attempt sequence, votes, promises and
+//! acceptances, and letting it vote again could decide an instance twice (issue 12,
+//! item 2). Batches name the incarnation of the receiver they were verified for, so a
+//! node that comes back under a new incarnation refuses what its peers still address
+//! to its predecessor, and they find out by asking `Hello` again.
+//!
+//! A node whose fresh directory is refused by a peer stops at start with an error that
+//! says so (see [`Identity::check_fresh_start`] in the caller); a peer that was down
+//! then refuses it when it comes back, and the refused node stays cut off (its log says
+//! why). Rebuilding such a DC from a peer (state transfer) is not built yet.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use kv::keys::Key;
+use kv::{Store, WriteBatch};
+use parking_lot::Mutex;
+use replication::DcId;
+
+/// The data directory's owner, written on first start.
+const IDENTITY_KEY: &str = "cluster_id";
+/// This directory's incarnation.
+const INCARNATION_KEY: &str = "incarnation";
+
+fn peer_key(dc: DcId) -> String {
+    format!("peer_incarnation/{dc}")
+}
+
+pub struct Identity {
+    store: Arc<Store>,
+    me: DcId,
+    /// This directory's incarnation (never 0).
+    pub incarnation: u64,
+    /// Whether this start created the directory's identity.
+    pub fresh: bool,
+    /// Per DC, the incarnation recorded for it (0: none yet).
+    known: Mutex<Vec<u64>>,
+}
+
+impl Identity {
+    /// Refuses a data directory of another cluster or DC, or of a single node; claims
+    /// a new one (drawing its incarnation).
+    pub fn open(
+        store: Arc<Store>,
+        cluster: &str,
+        me: DcId,
+        dcs: usize,
+    ) -> anyhow::Result<Identity> {
+        let key = Key::Meta(IDENTITY_KEY).encode();
+        let want = format!("{cluster}/{me}/{dcs}");
+        let engine = store.engine().clone();
+        let fresh = match engine.get(&key)? {
+            Some(found) => {
+                let found = String::from_utf8_lossy(&found);
+                if found != want {
+                    let mut parts = found.splitn(3, '/');
+                    let (c, d, n) = (
+                        parts.next().unwrap_or(""),
+                        parts.next().unwrap_or("?"),
+                        parts.next().unwrap_or("?"),
+                    );
+                    bail!(
+                        "the data directory belongs to DC {d} of cluster '{c}' ({n} DCs), \
+                         not DC {me} of cluster '{cluster}' ({dcs} DCs)"
+                    );
+                }
+                false
+            }
+            None if store.mvcc().last_committed_version()? > 0 => bail!(
+                "the data directory holds the data of a single-node Meridian (`meridian start`); \
+                 a cluster's node starts from an empty directory or its own"
+            ),
+            None => true,
+        };
+        let incarnation_key = Key::Meta(INCARNATION_KEY).encode();
+        let incarnation = match engine.get(&incarnation_key)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.try_into().expect("8 bytes")),
+            _ => {
+                // A new directory, or one from before incarnations: drawn now.
+                let incarnation = rand::random::<u64>().max(1);
+                let mut batch = WriteBatch::new();
+                batch.put(key, want.into_bytes());
+                batch.put(incarnation_key, incarnation.to_be_bytes().to_vec());
+                engine.write(&batch, true)?;
+                incarnation
+            }
+        };
+        let mut known = vec![0; dcs];
+        for (dc, slot) in known.iter_mut().enumerate() {
+            if let Some(v) = engine.get(&Key::Meta(&peer_key(dc as DcId)).encode())? {
+                if let Ok(bytes) = <[u8; 8]>::try_from(v.as_slice()) {
+                    *slot = u64::from_be_bytes(bytes);
+                }
+            }
+        }
+        Ok(Identity {
+            store,
+            me,
+            incarnation,
+            fresh,
+            known: Mutex::new(known),
+        })
+    }
+
+    /// DC `dc` says it is `incarnation` (0: a node too old to say). The first one heard
+    /// is recorded durably; any other is refused, with the reason.
+    pub fn check_peer(&self, dc: DcId, incarnation: u64) -> Result<(), String> {
+        if incarnation == 0 || dc == self.me {
+            return Ok(());
+        }
+        let mut known = self.known.lock();
+        let Some(slot) = known.get_mut(usize::from(dc)) else {
+            return Ok(());
+        };
+        if *slot == incarnation {
+            return Ok(());
+        }
+        if *slot != 0 {
+            return Err(format!(
+                "DC {dc} came back with another data directory (incarnation {incarnation:x}; \
+                 this cluster knows {:x}): an empty or replaced directory has lost the \
+                 votes and promises its peers rely on, so it may not rejoin. Restore its \
+                 own directory, or rebuild the DC from a peer (state transfer, not built yet)",
+                *slot
+            ));
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Key::Meta(&peer_key(dc)).encode(),
+            incarnation.to_be_bytes().to_vec(),
+        );
+        if let Err(e) = self.store.engine().write(&batch, true) {
+            return Err(format!("cannot record DC {dc}'s incarnation: {e}"));
+        }
+        *slot = incarnation;
+        tracing::info!(
+            dc,
+            incarnation = format!("{incarnation:x}"),
+            "recorded a peer's data directory"
+        );
+        Ok(())
+    }
+
+    /// The incarnation recorded for `dc` (0: none).
+    #[cfg(test)]
+    pub fn known(&self, dc: DcId) -> u64 {
+        self.known.lock().get(usize::from(dc)).copied().unwrap_or(0)
+    }
+}
+
+/// Whether a data directory's store belongs to a cluster (for `meridian start`).
+pub fn cluster_identity(store: &Store) -> anyhow::Result<Option<String>> {
+    Ok(store
+        .engine()
+        .get(&Key::Meta(IDENTITY_KEY).encode())?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
