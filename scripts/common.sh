@@ -16,7 +16,7 @@ start_demo() {
   local dcs="$1" delay="$2"
   shift 2
   WORK=$(mktemp -d)
-  BASE=$((20000 + RANDOM % 20000))
+  BASE=$((20000 + RANDOM % 10000)) # peer ports stay below the ephemeral range
   "$BIN" demo --dcs "$dcs" --wan-delay-ms "$delay" --base-port "$BASE" \
     --data-dir "$WORK/demo" "$@" >"$WORK/demo.out" 2>&1 &
   DEMO=$!

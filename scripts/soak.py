@@ -47,7 +47,9 @@ class Cluster:
     def __init__(self, args, work):
         self.args = args
         self.work = work
-        self.base = 20000 + random.randrange(20000)
+        # Below the kernel's ephemeral ports (32768 and up), so no outgoing connection
+        # holds a node's port when it restarts.
+        self.base = 20000 + random.randrange(10000)
         self.demo_dir = os.path.join(work, "demo")
         self.demo = subprocess.Popen(
             [args.bin, "demo", "--dcs", str(DCS), "--wan-delay-ms", str(args.wan_delay_ms),
@@ -209,6 +211,7 @@ def main():
         next_kill = start + args.kill_every_s if args.kill_every_s else float("inf")
         victim = 0
         down_until = None
+        restarting = None  # when the victim's node was started again
         # When the membership last changed (a kill or a restart): reports covering it
         # are not judged.
         changed_at = start
@@ -227,19 +230,26 @@ def main():
                 cluster.kill(victim)
                 down_until = now + args.down_s
                 changed_at = now
-            if down_until is not None and now >= down_until:
+            if down_until is not None and now >= down_until and restarting is None:
                 cluster.start(victim)
-                deadline = time.time() + 120
-                while not cluster.ready(victim) and time.time() < deadline:
-                    time.sleep(0.2)
-                print(f"  {time.time() - start:4.0f}s dc{victim} restarted after "
-                      f"{args.down_s} s down, ready in {time.time() - down_until:.1f} s",
-                      flush=True)
-                loads[victim].start(end)
-                victim = (victim + 1) % DCS
-                down_until = None
-                changed_at = time.time()
-                next_kill = changed_at + args.kill_every_s
+                restarting = now
+            if restarting is not None:
+                node = cluster.restarted[victim]
+                if node.poll() is not None:
+                    failed.append(f"dc{victim} did not restart (exit {node.returncode}; see its log)")
+                    break
+                if cluster.ready(victim):
+                    print(f"  {time.time() - start:4.0f}s dc{victim} restarted after "
+                          f"{args.down_s} s down, ready in {time.time() - restarting:.1f} s",
+                          flush=True)
+                    loads[victim].start(end)
+                    victim = (victim + 1) % DCS
+                    down_until = restarting = None
+                    changed_at = time.time()
+                    next_kill = changed_at + args.kill_every_s
+                elif now - restarting > 60:
+                    failed.append(f"dc{victim} was not ready 60 s after its restart")
+                    break
             majority_up = sum(p is not None for p in cluster.pids) * 2 > DCS
             for d, log in enumerate(logs):
                 for at, committed, nth in log.poll():

@@ -95,13 +95,12 @@ impl Drop for Demo {
     }
 }
 
-/// A base port with `dcs` free SQL ports and `dcs` free peer ports above it.
+/// Ports for `dcs` DCs (SQL at base + i, peers at base + 1000 + i), below the kernel's
+/// ephemeral range (32768 and up): a node killed and restarted must find its ports
+/// free, and an outgoing connection may hold any ephemeral port.
 fn base_port(dcs: usize) -> u16 {
     loop {
-        let base = common::free_port();
-        if base > 60_000 {
-            continue;
-        }
+        let base = 20_000 + (std::process::id() as u16 ^ common::free_port()) % 10_000;
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if (0..dcs as u16).all(|i| free(base + i) && free(base + 1000 + i)) {
             return base;
