@@ -38,6 +38,9 @@ def parse_args():
                    help="kill -9 one DC (in turn) this often; 0: never")
     p.add_argument("--down-s", type=int, default=10, help="how long a killed DC stays down")
     p.add_argument("--rows", type=int, default=1000)
+    p.add_argument("--gc-ttl-s", type=int, default=60,
+                   help="old versions are kept this long (MERIDIAN_GC_TTL_S; 4 h by default "
+                        "in a node, short here so the soak shows collection)")
     p.add_argument("--bin", required=True)
     p.add_argument("--keep", help="copy the work directory (logs) here at the end")
     return p.parse_args()
@@ -190,6 +193,7 @@ def dir_mib(path):
 
 def main():
     args = parse_args()
+    os.environ["MERIDIAN_GC_TTL_S"] = str(args.gc_ttl_s)
     work = tempfile.mkdtemp(prefix="meridian-soak-")
     cluster = Cluster(args, work)
     loads = []
@@ -217,8 +221,8 @@ def main():
         changed_at = start
         next_report = start + WINDOW_S
         print(f"soak: 3 DCs, {args.wan_delay_ms} ms one-way, {args.clients} clients per DC, "
-              f"{args.minutes:g} min, kill -9 every {args.kill_every_s or 'never'} s "
-              f"(work dir {work})", flush=True)
+              f"{args.minutes:g} min, kill -9 every {args.kill_every_s or 'never'} s, "
+              f"old versions kept {args.gc_ttl_s} s (work dir {work})", flush=True)
         print("  time " + " ".join(
             f"| dc{d} commits/10s  p50  p99 records keys(est)  rss disk" for d in range(DCS)),
             flush=True)

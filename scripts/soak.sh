@@ -3,6 +3,7 @@
 # every few minutes, a report every 15 s (commits, latency, RSS, disk, protocol records,
 # store keys per DC); exits 1 if a node stops committing while a majority is up.
 #   scripts/soak.sh [--minutes 30] [--wan-delay-ms 10] [--clients 4] [--kill-every-s 180]
+#                   [--gc-ttl-s 60]
 #                   [--down-s 10] [--keep DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

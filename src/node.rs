@@ -18,7 +18,7 @@ use kv::Store;
 use planner::Planner;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use txn::{DriverTask, SystemClock, TxnManager};
+use txn::{DriverTask, GcSettings, SystemClock, TxnManager};
 
 pub struct NodeConfig {
     pub data_dir: PathBuf,
@@ -55,7 +55,23 @@ fn open(config: &NodeConfig) -> anyhow::Result<(Arc<Planner>, DriverTask)> {
         );
     }
     let (txns, driver) = TxnManager::start_single(store, Arc::new(SystemClock))?;
-    Ok((Planner::new(txns, config.query_memory_bytes), driver))
+    Ok((
+        Planner::new(txns, config.query_memory_bytes),
+        driver.with_gc(gc_settings()?),
+    ))
+}
+
+/// How long old versions are kept: 4 hours, or `MERIDIAN_GC_TTL_S` seconds (soaks and
+/// tests set it short).
+pub fn gc_settings() -> anyhow::Result<GcSettings> {
+    let mut settings = GcSettings::default();
+    if let Ok(value) = std::env::var("MERIDIAN_GC_TTL_S") {
+        let secs: u64 = value.trim().parse().with_context(|| {
+            format!("MERIDIAN_GC_TTL_S must be a number of seconds, not '{value}'")
+        })?;
+        settings.ttl = std::time::Duration::from_secs(secs);
+    }
+    Ok(settings)
 }
 
 /// Runs a node in the foreground until SIGINT or SIGTERM.

@@ -40,6 +40,7 @@ pub use committer::{CommitterStats, GroupCommitter};
 pub use engine::{Engine, WriteBatch};
 pub use error::{Error, Result};
 pub use memory::MemoryEngine;
+pub use mvcc::gc::{GcCursor, GcPass};
 pub use mvcc::{MvccStore, Versioned};
 pub use rocks::{RocksEngine, RocksOptions};
 pub use shard::{ShardDescriptor, ShardMap};

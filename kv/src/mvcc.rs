@@ -26,8 +26,9 @@
 //! Invariants: version 0 means "nothing" and is never written. [`MvccStore::batch_for`]
 //! also records the commit version in the meta key `last_committed_version`.
 //!
+//! Old versions are collected below a GC horizon ([`gc`]).
+//!
 //! Caveats:
-//! - No garbage collection of old versions yet.
 //! - `last_committed_version` is whatever the last applied batch wrote: callers must apply
 //!   commits in version order (the group committer preserves submission order).
 //! - Reads are not snapshot-isolated against concurrent writes at versions `<= at`; the
@@ -250,5 +251,6 @@ fn decode_value(raw: &[u8]) -> Result<Option<Vec<u8>>> {
     }
 }
 
+pub mod gc;
 #[cfg(test)]
 mod tests;

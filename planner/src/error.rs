@@ -37,6 +37,7 @@ pub mod sqlstate {
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const IO_ERROR: &str = "58030";
+    pub const SYSTEM_ERROR: &str = "58000";
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
     pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
@@ -105,6 +106,8 @@ impl From<txn::Error> for Error {
             txn::Error::WriteSetTooLarge { .. } => {
                 Error::new(sqlstate::OUT_OF_MEMORY, format!("out of memory: {e}"))
             }
+            txn::Error::ClockOffset(_) => Error::new(sqlstate::SYSTEM_ERROR, e.to_string())
+                .with_detail("Nothing was written; retry once the clocks agree again."),
             txn::Error::OutcomeUnknown => {
                 Error::new(sqlstate::STATEMENT_COMPLETION_UNKNOWN, e.to_string())
             }

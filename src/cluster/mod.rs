@@ -156,7 +156,12 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     )?);
 
     let wan = Arc::new(Wan::new(topology.wan));
-    let health = Arc::new(PeerHealth::new(topology.clone(), me.id, wan.clone()));
+    let health = Arc::new(PeerHealth::new(
+        topology.clone(),
+        me.id,
+        wan.clone(),
+        config.clock_bound_us,
+    ));
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_ENVELOPES_MAX);
     let cfg = participant_config(&topology, me.id, config.clock_bound_us, ASSUMED_ONE_WAY_US);
     let mut retimer = Retimer {
@@ -220,6 +225,7 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
             let _ = peers_stopped.await;
         },
     ));
+    let driver = driver.with_gc(crate::node::gc_settings()?);
     let driver = tokio::spawn(driver.run(Some(Peers {
         inbox: inbox_rx,
         retime: Box::new(move || retimer.retime()),

@@ -42,10 +42,15 @@ pub struct PeerHealth {
     /// Per DC: µs after `start` of the last delivery from it, plus one (0: never).
     heard: Vec<AtomicU64>,
     measured: Vec<Mutex<Measured>>,
+    /// ε, the offset bound commit wait assumes: a peer provably further away stops
+    /// this node from coordinating commits.
+    clock_bound_us: u64,
+    /// Whether the last check found such a peer (to log changes once).
+    offset_refused: std::sync::atomic::AtomicBool,
 }
 
 impl PeerHealth {
-    pub fn new(topology: Topology, me: DcId, wan: Arc<Wan>) -> PeerHealth {
+    pub fn new(topology: Topology, me: DcId, wan: Arc<Wan>, clock_bound_us: u64) -> PeerHealth {
         let heard = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
         let measured = topology.dcs.iter().map(|_| Mutex::default()).collect();
         PeerHealth {
@@ -55,6 +60,8 @@ impl PeerHealth {
             start: Instant::now(),
             heard,
             measured,
+            clock_bound_us,
+            offset_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -69,6 +76,46 @@ impl PeerHealth {
         }
         m.rtts.push_back((Instant::now(), rtt_us));
         m.offset_us = Some(offset_us);
+        drop(m);
+        let refusal = self.offset_refusal();
+        if self
+            .offset_refused
+            .swap(refusal.is_some(), Ordering::AcqRel)
+            != refusal.is_some()
+        {
+            match refusal {
+                Some(why) => tracing::error!("{why}"),
+                None => {
+                    tracing::warn!("clock offsets are within the bound again: coordinating commits")
+                }
+            }
+        }
+    }
+
+    /// How far beyond ε `dc`'s clock provably is (µs): the measured offset less half the
+    /// round trip it was measured over (the estimate's uncertainty), if that exceeds ε.
+    fn offset_beyond_bound(&self, dc: DcId) -> Option<u64> {
+        let m = self.measured.get(usize::from(dc))?.lock();
+        let (at, rtt) = *m.rtts.back()?;
+        if at.elapsed() > RTT_WINDOW {
+            return None; // too old to say
+        }
+        let provable = m.offset_us?.unsigned_abs().saturating_sub(rtt / 2);
+        (provable > self.clock_bound_us).then_some(provable)
+    }
+
+    fn offset_refusal(&self) -> Option<String> {
+        self.topology.dcs.iter().find_map(|dc| {
+            let beyond = self.offset_beyond_bound(dc.id)?;
+            Some(format!(
+                "this node's clock is at least {:.1} ms off DC {}'s, beyond the bound of \
+                 {:.1} ms that commit wait assumes: it coordinates no commits until the \
+                 clocks agree again (fix the clock sync of one of them)",
+                beyond as f64 / 1000.0,
+                dc.id,
+                self.clock_bound_us as f64 / 1000.0
+            ))
+        })
     }
 
     /// The last round trip measured to `dc`.
@@ -121,6 +168,8 @@ impl PeerHealth {
                     .then(|| now.saturating_sub(Duration::from_micros(heard - 1)));
                 let state = if local {
                     "local"
+                } else if self.offset_beyond_bound(dc.id).is_some() {
+                    "clock offset"
                 } else if cut {
                     "cut"
                 } else if ago.is_some_and(|a| a <= UP_WITHIN) {
@@ -150,5 +199,63 @@ impl PeerHealth {
 impl ClusterView for PeerHealth {
     fn data_centers(&self) -> Vec<DcStatus> {
         self.statuses()
+    }
+
+    fn commit_refusal(&self) -> Option<String> {
+        self.offset_refusal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::topology::{DcSpec, Learn, Link};
+
+    fn health(clock_bound_us: u64) -> PeerHealth {
+        let dcs = (0..3u8)
+            .map(|i| DcSpec {
+                id: i,
+                name: format!("dc{i}"),
+                sql: ([127, 0, 0, 1], 1000 + u16::from(i)).into(),
+                peer: ([127, 0, 0, 1], 2000 + u16::from(i)).into(),
+                tls_cert: None,
+                tls_key: None,
+            })
+            .collect();
+        let topology = Topology {
+            cluster: "c".into(),
+            learn: Learn::Owner,
+            wan: Link::default(),
+            dcs,
+            tls: None,
+        };
+        PeerHealth::new(
+            topology,
+            0,
+            Arc::new(Wan::new(Link::default())),
+            clock_bound_us,
+        )
+    }
+
+    /// Issue 12, item 5: a peer whose clock is provably further than ε stops this node
+    /// from coordinating commits, and shows in SHOW DATA CENTERS; an offset within the
+    /// measurement's uncertainty does not.
+    #[test]
+    fn a_peer_clock_provably_beyond_the_bound_stops_commits() {
+        let h = health(1_000);
+        h.measured(1, 20_000, 9_000);
+        assert_eq!(
+            h.commit_refusal(),
+            None,
+            "9 ms measured over a 20 ms round trip"
+        );
+        h.measured(2, 20_000, -40_000);
+        let why = h.commit_refusal().expect("40 ms off, ±10 ms");
+        assert!(why.contains("at least 30.0 ms off DC 2"), "{why}");
+        assert_eq!(h.statuses()[2].state, "clock offset");
+        assert_eq!(h.statuses()[2].clock_offset_ms, Some(-40.0));
+        h.measured(2, 20_000, 500);
+        assert_eq!(h.commit_refusal(), None, "back within the bound");
+        assert_eq!(h.max_rtt_us(), Some(20_000));
     }
 }

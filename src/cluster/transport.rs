@@ -711,7 +711,7 @@ mod tests {
         link: Link,
     ) -> (PeerService, mpsc::Receiver<Envelope>) {
         let wan = Arc::new(Wan::new(link));
-        let health = Arc::new(PeerHealth::new(topology.clone(), me, wan.clone()));
+        let health = Arc::new(PeerHealth::new(topology.clone(), me, wan.clone(), 1_000));
         let identity = identity(me);
         let outbox = Outbox::start(
             topology,
@@ -950,7 +950,7 @@ mod tests {
                 .serve_with_incoming(incoming),
         );
         let wan = Arc::new(Wan::new(Link::default()));
-        let health = Arc::new(PeerHealth::new(topology.clone(), 0, wan.clone()));
+        let health = Arc::new(PeerHealth::new(topology.clone(), 0, wan.clone(), 1_000));
         let outbox = Outbox::start(&topology, 0, None, wan, health, identity(0)).unwrap();
         const BURST: usize = 5_000;
         for _ in 0..BURST {
@@ -978,7 +978,7 @@ mod tests {
             jitter_ms: 0,
             loss: 0.0,
         }));
-        let health = Arc::new(PeerHealth::new(topology(), 0, wan.clone()));
+        let health = Arc::new(PeerHealth::new(topology(), 0, wan.clone(), 1_000));
         let outbox = Outbox::start(&topology(), 0, None, wan, health, identity(0)).unwrap();
         let big = replication::Record {
             key: replication::TxnKey { origin: 0, seq: 1 },

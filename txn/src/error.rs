@@ -22,6 +22,10 @@ pub enum Error {
     /// The node stopped before the commit protocol answered: the outcome is unknown.
     #[error("the node stopped before the commit outcome was known")]
     OutcomeUnknown,
+    /// This node's clock is provably further from a peer's than the bound commit wait
+    /// assumes: it coordinates no commit until that is over (the reason says why).
+    #[error("{0}")]
+    ClockOffset(String),
     /// The transaction's buffered writes exceed the per-transaction memory bound.
     #[error("transaction write set exceeds {limit_bytes} bytes")]
     WriteSetTooLarge { limit_bytes: usize },

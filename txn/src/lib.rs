@@ -34,7 +34,7 @@ pub mod manager;
 
 pub use clock::{PhysicalClock, SystemClock};
 pub use commit::{CommitReply, CommitTrace, DcStatus};
-pub use driver::{ClusterView, DriverHandle, DriverTask, Peers, Transport};
+pub use driver::{ClusterView, DriverHandle, DriverTask, GcSettings, Peers, Transport};
 pub use error::{Error, Result};
 pub use locks::{LockMode, TxnId};
 pub use manager::{ScanChunk, Txn, TxnManager, TxnStats, WRITE_SET_BYTES_MAX};

@@ -30,6 +30,7 @@
 //! Every commit's reply carries where its time went ([`CommitTrace`]); the task logs the
 //! figures every [`STATS_PERIOD`] ([`stats`]).
 
+pub mod gc;
 mod stats;
 
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ use std::time::{Duration, Instant};
 
 use kv::keys::{protocol_span, Key};
 use kv::{Store, Version, WriteBatch};
+
+pub use self::gc::GcSettings;
 use parking_lot::Mutex;
 use replication::{
     ClientResult, Config, DcClock, DcId, Durable, DurableEntry, Envelope, Gauges, Output,
@@ -73,6 +76,12 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
 /// The cluster as this node sees it, for `SHOW DATA CENTERS`.
 pub trait ClusterView: Send + Sync + 'static {
     fn data_centers(&self) -> Vec<DcStatus>;
+
+    /// Why this node must not coordinate commits right now (its clock is too far from
+    /// a peer's), if it must not.
+    fn commit_refusal(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What the task needs to talk to other data centers.
@@ -133,6 +142,16 @@ pub struct DriverHandle {
 /// The task that steps envelopes and ticks; run it with [`DriverTask::run`].
 pub struct DriverTask {
     shared: Arc<Shared>,
+    gc: GcSettings,
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Opens the driver of DC `cfg.me`: loads the participant's durable state from `store`,
@@ -177,7 +196,10 @@ pub fn open(
         DriverHandle {
             shared: shared.clone(),
         },
-        DriverTask { shared },
+        DriverTask {
+            shared,
+            gc: GcSettings::default(),
+        },
     ))
 }
 
@@ -245,6 +267,9 @@ impl DriverHandle {
         writes: Writes,
     ) -> Result<CommitReply> {
         let shared = &self.shared;
+        if let Some(why) = shared.view.as_ref().and_then(|v| v.commit_refusal()) {
+            return Err(Error::ClockOffset(why));
+        }
         let submitted = Instant::now();
         let (reply, answer) = oneshot::channel();
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
@@ -274,8 +299,16 @@ impl DriverHandle {
 impl DriverTask {
     /// Steps envelopes from `peers` and ticks until the inbox closes (or, with no
     /// peers, until a sync fails); returns an error once a sync failed.
+    /// Keeps old versions for `settings.ttl` instead of the default.
+    pub fn with_gc(mut self, settings: GcSettings) -> DriverTask {
+        self.gc = settings;
+        self
+    }
+
     pub async fn run(self, peers: Option<Peers>) -> Result<()> {
         let shared = self.shared;
+        // Collects old versions alongside; stopped with the task.
+        let _collector = AbortOnDrop(tokio::spawn(gc::run(shared.clone(), self.gc)));
         let mut last_stats = Instant::now();
         let Some(mut peers) = peers else {
             // One DC: nothing arrives from outside and nothing waits on timers; the
