@@ -91,6 +91,16 @@ impl CommittedIndex {
         }
     }
 
+    /// A key's committed version known without its record (a retired attempt's write,
+    /// at or below the floor, after a restart).
+    pub fn add_version(&mut self, key: &[u8], version: Version) {
+        self.versions
+            .entry(key.to_vec())
+            .or_default()
+            .insert(version);
+        self.unpruned.entry(version).or_default().push(key.to_vec());
+    }
+
     /// Forgets what no record above `horizon` can be refused for (module docs): range
     /// reads at or below it, and every version at or below it but each key's newest.
     pub fn prune(&mut self, horizon: Version) {

@@ -32,6 +32,9 @@ pub enum DurableEntry {
     Outcome(TxnKey, Outcome),
     /// Per origin: attempts 1..=n are decided, applied and forgotten ([`Durable::retire`]).
     Retired(Vec<u64>),
+    /// A key's newest version written by a retired committed attempt (several DCs):
+    /// what the committed index keeps of it, rebuilt from these at restart.
+    RetiredWrite(Vec<u8>, Version),
 }
 
 impl DurableEntry {
@@ -40,6 +43,11 @@ impl DurableEntry {
         let (tag, key, voter) = match self {
             DurableEntry::Meta { .. } => return vec![b'm'],
             DurableEntry::Retired(_) => return vec![b'x'],
+            DurableEntry::RetiredWrite(key, _) => {
+                let mut buf = vec![b'w'];
+                buf.extend_from_slice(key);
+                return buf;
+            }
             DurableEntry::Record(r) => (b'r', r.key, None),
             DurableEntry::OwnVote(k, _) => (b'o', *k, None),
             DurableEntry::Acceptor(k, v, _) => (b'a', *k, Some(*v)),
@@ -98,6 +106,11 @@ pub struct Durable {
     pub(crate) floor: Version,
     /// Per origin: attempts 1..=n were decided and applied, and their state dropped.
     pub(crate) retired: Vec<u64>,
+    /// Per key, the newest version a retired committed attempt wrote (several DCs only;
+    /// bounded by the keyspace, as the committed index is).
+    pub(crate) retired_writes: BTreeMap<Vec<u8>, Version>,
+    /// Keys of `retired_writes` changed and not yet handed out.
+    dirty_writes: BTreeSet<Vec<u8>>,
     /// Slots changed and not yet handed out as entries.
     dirty: BTreeSet<Slot>,
     /// Storage keys of retired slots not yet handed out for deletion.
@@ -148,6 +161,9 @@ impl Durable {
                     d.outcomes.insert(k, o);
                 }
                 DurableEntry::Retired(r) => d.retired = r,
+                DurableEntry::RetiredWrite(k, v) => {
+                    d.retired_writes.insert(k, v);
+                }
             }
         }
         // A retirement deletes its slots in the batch that persists it; this only
@@ -239,6 +255,26 @@ impl Durable {
         let lo = TxnKey { origin, seq: 0 };
         let hi = TxnKey { origin, seq: upto };
         let mut gone: Vec<Slot> = Vec::new();
+        if persisted {
+            // What the committed index needs of them after a restart: each key's newest
+            // committed version (the caller retires committed attempts only at or below
+            // the floor, where the index keeps nothing else).
+            let range = (std::ops::Bound::Included(lo), std::ops::Bound::Included(hi));
+            for (key, outcome) in self.outcomes.range(range) {
+                let (Outcome::Committed { version }, Some(record)) =
+                    (outcome, self.records.get(key))
+                else {
+                    continue;
+                };
+                for (k, _) in &record.writes {
+                    let newest = self.retired_writes.entry(k.clone()).or_default();
+                    if *newest < *version {
+                        *newest = *version;
+                        self.dirty_writes.insert(k.clone());
+                    }
+                }
+            }
+        }
         gone.extend(take_range(&mut self.records, lo, hi).map(Slot::Record));
         gone.extend(take_range(&mut self.own_votes, lo, hi).map(Slot::OwnVote));
         gone.extend(take_range(&mut self.outcomes, lo, hi).map(Slot::Outcome));
@@ -267,6 +303,13 @@ impl Durable {
     /// The entries of every slot changed since the last call.
     pub(crate) fn take_changes(&mut self) -> Vec<DurableEntry> {
         let dirty = std::mem::take(&mut self.dirty);
+        let writes: Vec<DurableEntry> = std::mem::take(&mut self.dirty_writes)
+            .into_iter()
+            .filter_map(|k| {
+                let v = *self.retired_writes.get(&k)?;
+                Some(DurableEntry::RetiredWrite(k, v))
+            })
+            .collect();
         dirty
             .into_iter()
             .filter_map(|slot| {
@@ -285,6 +328,7 @@ impl Durable {
                     Slot::Retired => DurableEntry::Retired(self.retired.clone()),
                 })
             })
+            .chain(writes)
             .collect()
     }
 }

@@ -482,6 +482,11 @@ fn show_entry(e: &DurableEntry) -> String {
         ),
         DurableEntry::Outcome(k, o) => format!("outcome {} {}", show_key(k), show_outcome(o)),
         DurableEntry::Retired(r) => format!("retired {r:?}"),
+        DurableEntry::RetiredWrite(k, v) => format!(
+            "retired-write {} {}",
+            String::from_utf8_lossy(k),
+            show_version(*v)
+        ),
     }
 }
 

@@ -209,13 +209,20 @@ impl Participant {
         }
     }
 
-    pub(super) fn tick_decided(&mut self, key: TxnKey, _outcome: Outcome, out: &mut Output) {
+    pub(super) fn tick_decided(&mut self, key: TxnKey, outcome: Outcome, out: &mut Output) {
         self.release_ack(key, out);
         let now = self.now;
         let others = self.others().count();
         let retransmit = self.cfg.retransmit_us;
+        // A commit above the floor stays: the committed index keeps every version above
+        // the floor, and after a restart only what is durable rebuilds it (below the
+        // floor each key's newest version is enough, and retirement keeps that).
+        let floored = match outcome {
+            Outcome::Committed { version } => version <= self.durable.floor,
+            Outcome::Aborted => true,
+        };
         let a = self.attempt(key);
-        if a.informed.len() >= others && a.client.is_none() {
+        if a.informed.len() >= others && a.client.is_none() && floored {
             // Nothing left to do for it: its volatile state goes (a late message about
             // it is answered from the durable outcome), and its durable state once the
             // attempts before it are settled too.

@@ -279,6 +279,9 @@ impl Participant {
                 out.apply.push((*version, record.writes.clone()));
             }
         }
+        for (key, version) in &p.durable.retired_writes {
+            p.committed.add_version(key, *version);
+        }
         p.committed.prune(p.durable.floor);
         for key in p.durable.known() {
             // Decided attempts too: which DCs know their outcome was volatile, so the

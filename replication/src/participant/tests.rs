@@ -487,8 +487,8 @@ fn a_restarted_dc_keeps_its_retirement_and_forgets_the_slots() {
         let kinds: Vec<u8> = slots.keys().map(|k| k[0]).collect();
         assert_eq!(
             kinds,
-            vec![b'm', b'x'],
-            "DC {d} keeps only meta and retirement"
+            vec![b'm', b'w', b'x'],
+            "DC {d} keeps only meta, x's retired write and the retirement"
         );
         let back = Durable::from_entries(slots.values().cloned());
         assert_eq!(back.retired(), &[1]);
@@ -499,4 +499,57 @@ fn a_restarted_dc_keeps_its_retirement_and_forgets_the_slots() {
         );
         assert_eq!(p.gauges().attempts, 0, "DC {d} has nothing to recover");
     }
+}
+
+/// A DC restarted after retiring a committed write still refuses a record whose read
+/// missed it (C3): retirement keeps each key's newest committed version durably. Found
+/// by the simulator (a real-time G-single after a crash) when retirement dropped it.
+#[test]
+fn a_restarted_dc_still_sees_the_writes_it_retired() {
+    let mut net = Net::new(3, LearnRule::OwnerCounting);
+    net.commit(0, 1, &[], &["x"]);
+    net.run(net.now + 100 * UNIT);
+    assert_eq!(net.durable[2].retired(), &[1], "retired everywhere");
+    let (p, out) = Participant::restart(
+        config(3, 2, LearnRule::OwnerCounting),
+        net.durable[2].clone(),
+        net.now,
+    );
+    net.dcs[2] = Some(p);
+    net.absorb(2, out);
+    // DC 1 ships a record that read x before the retired write (its origin would
+    // refuse it; a record from before DC 1 learned of x could still arrive).
+    let p = net.dcs[2].as_mut().unwrap();
+    let version = DcClock::latest_at(net.now) + 1;
+    let record = Record {
+        key: key(1, 1),
+        txn: 99,
+        version,
+        reads: vec![ReadEntry {
+            span: ReadSpan::point(b"x"),
+            lo: 0,
+        }],
+        writes: vec![(b"y".to_vec(), Some(b"v".to_vec()))],
+    };
+    let out = p.receive(
+        net.now,
+        Envelope {
+            from: 1,
+            to: 2,
+            depth: 1,
+            msg: Msg::Record { record },
+        },
+    );
+    let votes: Vec<Vote> = out
+        .send
+        .iter()
+        .filter_map(|e| match e.msg {
+            Msg::Vote2a { voter: 2, vote, .. } => Some(vote),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !votes.is_empty() && votes.iter().all(|v| *v == Vote::Abort),
+        "the restarted DC voted {votes:?} on a read that missed a committed write"
+    );
 }
