@@ -246,6 +246,14 @@ impl World {
         // finish every attempt within its recovery bound (docs/protocol.md §6.4).
         self.loss = 0.0;
         self.duplication = 0.0;
+        // Faults scheduled past the workload would strike during the settling phase,
+        // whose checks assume every DC is up and connected: they are cancelled.
+        self.events.retain(|_, e| {
+            !matches!(
+                e,
+                Event::Crash(_) | Event::Restart(_) | Event::Isolate(_) | Event::Heal(_)
+            )
+        });
         for d in 0..self.cfg.dcs as DcId {
             self.isolated.remove(&d);
             if self.down.contains(&d) {
