@@ -110,6 +110,15 @@ impl Net {
         }
     }
 
+    /// Restarts DC `dc` (of three) from what it had synced.
+    fn restart(&mut self, dc: DcId, learn: LearnRule) {
+        let d = usize::from(dc);
+        let (p, out) =
+            Participant::restart(config(3, dc, learn), self.durable[d].clone(), self.now);
+        self.dcs[d] = Some(p);
+        self.absorb(dc, out);
+    }
+
     fn crash(&mut self, dc: DcId) {
         self.dcs[usize::from(dc)] = None;
         self.queue.retain(|(_, env)| env.from != dc);
@@ -226,13 +235,7 @@ fn a_restarted_dc_resumes_from_its_durable_state() {
     net.run(net.now + 50 * UNIT);
     assert!(matches!(net.reply(1), Some(ClientResult::Committed { .. })));
     // DC 2 restarts with what it had synced and catches the outcome up.
-    let (p, out) = Participant::restart(
-        config(3, 2, LearnRule::OwnerCounting),
-        net.durable[2].clone(),
-        net.now,
-    );
-    net.dcs[2] = Some(p);
-    net.absorb(2, out);
+    net.restart(2, LearnRule::OwnerCounting);
     net.run(net.now + 100 * UNIT);
     assert!(matches!(
         net.outcome(2, key(0, 1)),
@@ -510,13 +513,7 @@ fn a_restarted_dc_still_sees_the_writes_it_retired() {
     net.commit(0, 1, &[], &["x"]);
     net.run(net.now + 100 * UNIT);
     assert_eq!(net.durable[2].retired(), &[1], "retired everywhere");
-    let (p, out) = Participant::restart(
-        config(3, 2, LearnRule::OwnerCounting),
-        net.durable[2].clone(),
-        net.now,
-    );
-    net.dcs[2] = Some(p);
-    net.absorb(2, out);
+    net.restart(2, LearnRule::OwnerCounting);
     // DC 1 ships a record that read x before the retired write (its origin would
     // refuse it; a record from before DC 1 learned of x could still arrive).
     let p = net.dcs[2].as_mut().unwrap();
