@@ -595,9 +595,13 @@ impl World {
     /// Every committed transaction at or below a published complete point was applied
     /// at that DC by then (docs/protocol.md §7.6).
     fn check_complete_points(&mut self, durable: &[DurableState]) {
+        // Every commit ever released (retired ones are gone from the final durable
+        // states), and what the final states hold (the 2PC baseline reports no
+        // outcomes as it goes).
         let mut committed: Vec<Version> = durable
             .iter()
             .flat_map(|d| d.outcomes().into_iter().filter_map(|(_, v)| v))
+            .chain(self.decided.values().filter_map(|(_, v)| *v))
             .collect();
         committed.sort_unstable();
         committed.dedup();

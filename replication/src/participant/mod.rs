@@ -468,8 +468,14 @@ impl Participant {
                 if let Some(record) = record {
                     self.keep_record(record);
                 }
-                self.send(from, Msg::DecisionAck { txn }, &mut out);
+                // The sender holds the outcome durably: no need to push it back.
+                self.attempt(txn).informed.insert(from);
                 self.decided(txn, outcome, &mut out);
+                // Acknowledged only once held (a COMMIT without its record is not yet:
+                // the sender would count this DC as informed and may retire it).
+                if self.durable.outcomes.contains_key(&txn) {
+                    self.send(from, Msg::DecisionAck { txn }, &mut out);
+                }
             }
             Msg::DecisionAck { .. } | Msg::Closed(_) => {}
             Msg::FetchRecord { txn } => {
