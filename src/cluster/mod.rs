@@ -89,8 +89,9 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The protocol's timers follow what probes measure, never what the WAN emulation is
 /// set to (the emulation is only part of what they measure, as a real network's delay
-/// would be): half the longest round trip to any peer in the last
-/// [`status::RTT_WINDOW`], queueing included. A longer delay retimes at once; a
+/// would be): half the round trip [`PeerHealth::max_rtt_us`] estimates (the longest of
+/// the peers' median round trips over the last [`status::RTT_WINDOW`], queueing
+/// included). A longer delay retimes at once; a
 /// shorter one only when it is shorter by a quarter, so jitter does not churn them.
 struct Retimer {
     topology: Topology,

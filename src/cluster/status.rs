@@ -129,18 +129,28 @@ impl PeerHealth {
         self.measured.get(usize::from(dc))?.lock().offset_us
     }
 
-    /// The longest round trip to any peer within the last [`RTT_WINDOW`]: what the
-    /// protocol's timers must allow for. None until a probe came back.
+    /// The round trip the protocol's timers allow for: per peer, the median of its
+    /// probes within the last [`RTT_WINDOW`], and the longest of those. A median, not
+    /// the maximum: probes that waited out a peer's pause or a partition come back
+    /// seconds late, and timers scaled to them (a recovery timeout of 12 one-way delays,
+    /// a vote floor 1.5 behind) would stall every commit for the whole window. None
+    /// until a probe came back.
     pub fn max_rtt_us(&self) -> Option<u64> {
         self.measured
             .iter()
             .filter_map(|m| {
                 let m = m.lock();
-                m.rtts
+                let mut recent: Vec<u64> = m
+                    .rtts
                     .iter()
                     .filter(|(at, _)| at.elapsed() <= RTT_WINDOW)
                     .map(|(_, rtt)| *rtt)
-                    .max()
+                    .collect();
+                if recent.is_empty() {
+                    return None;
+                }
+                let mid = recent.len() / 2;
+                Some(*recent.select_nth_unstable(mid).1)
             })
             .max()
     }
@@ -257,5 +267,24 @@ mod tests {
         h.measured(2, 20_000, 500);
         assert_eq!(h.commit_refusal(), None, "back within the bound");
         assert_eq!(h.max_rtt_us(), Some(20_000));
+    }
+
+    /// Probes that waited out a pause do not stretch the timers: the estimate is each
+    /// peer's median round trip, the longest across peers.
+    #[test]
+    fn the_round_trip_estimate_ignores_probes_held_up_by_a_pause() {
+        let h = health(1_000);
+        for _ in 0..9 {
+            h.measured(1, 20_000, 0);
+            h.measured(2, 30_000, 0);
+        }
+        for late in [3_000_000, 2_000_000, 1_000_000] {
+            h.measured(1, late, 0);
+        }
+        assert_eq!(h.max_rtt_us(), Some(30_000));
+        for _ in 0..20 {
+            h.measured(1, 80_000, 0);
+        }
+        assert_eq!(h.max_rtt_us(), Some(80_000), "a longer path is followed");
     }
 }
