@@ -256,6 +256,64 @@ async fn a_reopened_node_sees_every_commit_and_issues_later_versions() {
     assert!(t.commit().await.unwrap().unwrap() > first);
 }
 
+/// Old versions are collected by the driver's background task, but never one a live
+/// snapshot still reads.
+#[tokio::test]
+async fn old_versions_are_collected_below_the_oldest_live_snapshot() {
+    let engine = Arc::new(MemoryEngine::new());
+    let store = Arc::new(Store::open(engine.clone()).unwrap());
+    let (m, task) = TxnManager::start_single(store, Arc::new(SystemClock)).unwrap();
+    let settings = txn::GcSettings {
+        ttl: Duration::ZERO,
+        period: Duration::from_millis(20),
+    };
+    let task = tokio::spawn(task.with_gc(settings).run(None));
+    let write = |v: i64| {
+        let m = m.clone();
+        async move {
+            let t = m.begin();
+            t.put(b"k", Some(v.to_be_bytes().to_vec())).await.unwrap();
+            t.commit().await.unwrap().unwrap();
+        }
+    };
+    let versions = || {
+        let (start, end) = kv::keys::version_span();
+        engine.scan(&start, Some(&end), usize::MAX).unwrap().len()
+    };
+    for v in 1..=5 {
+        write(v).await;
+    }
+    let reader = m.begin();
+    assert_eq!(int(reader.get(b"k").unwrap()), 5);
+    for v in 6..=20 {
+        write(v).await;
+    }
+    let mut waited = 0;
+    while versions() > 16 && waited < 250 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        versions(),
+        16,
+        "versions 1-4 collected, 5 kept for the reader"
+    );
+    assert_eq!(
+        int(reader.get(b"k").unwrap()),
+        5,
+        "the live snapshot still reads"
+    );
+    reader.rollback();
+    write(21).await;
+    while versions() > 1 && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert_eq!(versions(), 1, "only the newest version is left");
+    assert_eq!(int(m.begin().get(b"k").unwrap()), 21);
+    task.abort();
+}
+
 /// A disk whose synced writes fail once `broken` is set (fdatasync returning EIO).
 #[derive(Default)]
 struct FailingDisk {

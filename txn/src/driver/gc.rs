@@ -1,6 +1,6 @@
 //! Background collection of old MVCC versions (issue 12, item 7; kv's `mvcc::gc`).
 //!
-//! Every [`GC_PERIOD`] the task computes the GC horizon — the older of the read horizon
+//! Every [`GcSettings::period`] (10 s) the task computes the GC horizon — the older of the read horizon
 //! (every live and future local snapshot is at or above it; the transaction manager
 //! keeps it at or below the complete point, so every commit at or below it is applied)
 //! and the clock minus the retention ([`GcSettings::ttl`], 4 h by default) — and walks
@@ -17,7 +17,7 @@ use replication::DcClock;
 
 use super::Shared;
 
-/// How often a collection round starts.
+/// How often a collection round starts, by default.
 pub const GC_PERIOD: Duration = Duration::from_secs(10);
 
 /// Entries examined per pass.
@@ -29,19 +29,22 @@ pub struct GcSettings {
     /// Versions older than this (by the clock) are collected once no live snapshot
     /// needs them.
     pub ttl: Duration,
+    /// How often a collection round starts.
+    pub period: Duration,
 }
 
 impl Default for GcSettings {
     fn default() -> GcSettings {
         GcSettings {
             ttl: Duration::from_secs(4 * 3600),
+            period: GC_PERIOD,
         }
     }
 }
 
 /// Runs collection rounds until the task is aborted.
 pub(super) async fn run(shared: Arc<Shared>, settings: GcSettings) {
-    let mut period = tokio::time::interval(GC_PERIOD);
+    let mut period = tokio::time::interval(settings.period);
     let mut cursor = GcCursor::default();
     loop {
         period.tick().await;
