@@ -99,10 +99,16 @@ struct Retimer {
     clock_bound_us: u64,
     health: Arc<PeerHealth>,
     one_way_us: u64,
+    /// When the estimate was last looked at: once per probe period, not every tick.
+    checked: std::time::Instant,
 }
 
 impl Retimer {
     fn retime(&mut self) -> Option<Config> {
+        if self.checked.elapsed() < PROBE_EVERY {
+            return None;
+        }
+        self.checked = std::time::Instant::now();
         let one_way = (self.health.max_rtt_us()? / 2).max(1_000);
         let current = self.one_way_us;
         let longer = one_way * 10 > current * 11;
@@ -171,6 +177,7 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         clock_bound_us: config.clock_bound_us,
         health: health.clone(),
         one_way_us: ASSUMED_ONE_WAY_US,
+        checked: std::time::Instant::now(),
     };
     let tls = PeerTls::load(&topology, Some(me.id))?;
     if identity.fresh {
