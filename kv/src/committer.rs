@@ -24,6 +24,11 @@
 //!
 //! Shutdown: dropping the committer closes the queue; the thread commits everything
 //! already queued, answers it, and exits; drop joins it.
+//!
+//! The simulator runs a *stepped* committer instead ([`GroupCommitter::stepped`]): no
+//! thread; batches queue until the simulation decides a sync completes
+//! ([`GroupCommitter::sync_queued`]), and dropping it (a crash) loses what is queued,
+//! as a power loss loses an unsynced write. Its waiters then learn the write is lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -66,7 +71,12 @@ pub struct GroupCommitter {
     queue: Option<mpsc::Sender<Pending>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// Stepped mode: the engine and the batches waiting for [`Self::sync_queued`].
+    stepped: Option<Stepped>,
 }
+
+/// A stepped committer's engine and queue.
+type Stepped = (Arc<dyn Engine>, parking_lot::Mutex<Vec<Pending>>);
 
 impl GroupCommitter {
     /// Starts the committer thread for `engine`.
@@ -82,13 +92,60 @@ impl GroupCommitter {
             queue: Some(queue),
             thread: Some(thread),
             counters,
+            stepped: None,
         }
+    }
+
+    /// A committer without a thread, for deterministic simulation: batches wait until
+    /// [`Self::sync_queued`] writes them; dropping it loses them (module docs).
+    pub fn stepped(engine: Arc<dyn Engine>) -> GroupCommitter {
+        GroupCommitter {
+            queue: None,
+            thread: None,
+            counters: Arc::new(Counters::default()),
+            stepped: Some((engine, parking_lot::Mutex::new(Vec::new()))),
+        }
+    }
+
+    /// Stepped mode: the number of batches waiting for a sync (0 in threaded mode).
+    pub fn queued(&self) -> usize {
+        self.stepped.as_ref().map_or(0, |(_, q)| q.lock().len())
+    }
+
+    /// Stepped mode: writes every queued batch as one synced group, answers their
+    /// waiters, and returns the batches written (what the disk now holds in addition).
+    pub fn sync_queued(&self) -> Vec<WriteBatch> {
+        let Some((engine, queue)) = &self.stepped else {
+            return Vec::new();
+        };
+        let mut group = std::mem::take(&mut *queue.lock());
+        if group.is_empty() {
+            return Vec::new();
+        }
+        let batches: Vec<WriteBatch> = group.iter().map(|p| p.batch.clone()).collect();
+        let result = if batches.iter().all(WriteBatch::is_empty) {
+            Ok(())
+        } else {
+            self.counters.syncs.fetch_add(1, Ordering::AcqRel);
+            commit_group(&**engine, &mut group)
+        };
+        self.counters
+            .batches
+            .fetch_add(group.len() as u64, Ordering::AcqRel);
+        for pending in group {
+            let _ = pending.reply.send(result.clone());
+        }
+        batches
     }
 
     /// Queue an engine batch; the receiver resolves once it is durable (written with
     /// sync=true). Batches are written in submission order.
     pub fn submit(&self, batch: WriteBatch) -> oneshot::Receiver<Result<()>> {
         let (reply, receiver) = oneshot::channel();
+        if let Some((_, queue)) = &self.stepped {
+            queue.lock().push(Pending { batch, reply });
+            return receiver;
+        }
         let queue = self.queue.as_ref().expect("queue lives until drop");
         if let Err(mpsc::SendError(pending)) = queue.send(Pending { batch, reply }) {
             // The thread is gone (it panicked); nothing will ever make this durable.
@@ -297,6 +354,25 @@ mod tests {
         }
         engine.crash();
         assert_eq!(engine.scan(b"", None, usize::MAX).unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_stepped_committer_writes_only_when_told_and_loses_its_queue_when_dropped() {
+        let engine = Arc::new(MemoryEngine::new());
+        let committer = GroupCommitter::stepped(engine.clone());
+        let mut first = committer.submit(one_put(b"a", b"1"));
+        assert_eq!(committer.queued(), 1);
+        assert!(first.try_recv().is_err(), "not answered before its sync");
+        assert_eq!(engine.get(b"a").unwrap(), None);
+        let written = committer.sync_queued();
+        assert_eq!(written, vec![one_put(b"a", b"1")]);
+        assert_eq!(first.try_recv().expect("answered at the sync"), Ok(()));
+        let mut lost = committer.submit(one_put(b"b", b"1"));
+        drop(committer);
+        assert!(lost.try_recv().is_err(), "a dropped queue answers nothing");
+        engine.crash();
+        assert_eq!(engine.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(engine.get(b"b").unwrap(), None);
     }
 
     /// Fails every synced write.

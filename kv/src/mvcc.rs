@@ -181,6 +181,13 @@ impl MvccStore {
         batch
     }
 
+    /// The key under which every commit batch records its version (each batch of
+    /// [`Self::batch_for`] puts it, big-endian): what the simulator watches to see
+    /// versions applied, writes or none.
+    pub fn last_committed_key() -> Vec<u8> {
+        Key::Meta(LAST_COMMITTED_VERSION).encode()
+    }
+
     /// The version recorded by the last applied commit batch; 0 if none.
     pub fn last_committed_version(&self) -> Result<Version> {
         match self

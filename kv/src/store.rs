@@ -41,10 +41,21 @@ impl Store {
     /// Opens the store on `engine`: checks (or writes) the format version, loads or
     /// bootstraps the shard map, and starts the group committer.
     pub fn open(engine: Arc<dyn Engine>) -> Result<Store> {
+        let committer = GroupCommitter::start(engine.clone());
+        Store::open_with(engine, committer)
+    }
+
+    /// Opens the store with a stepped committer (the simulator decides when syncs
+    /// complete; see [`GroupCommitter::stepped`]).
+    pub fn open_stepped(engine: Arc<dyn Engine>) -> Result<Store> {
+        let committer = GroupCommitter::stepped(engine.clone());
+        Store::open_with(engine, committer)
+    }
+
+    fn open_with(engine: Arc<dyn Engine>, committer: GroupCommitter) -> Result<Store> {
         check_format_version(&*engine)?;
         let shards = ShardMap::load_or_bootstrap(&*engine)?;
         let mvcc = MvccStore::new(engine.clone());
-        let committer = GroupCommitter::start(engine.clone());
         Ok(Store {
             engine,
             mvcc,

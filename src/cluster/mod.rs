@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use replication::{Config, DcId};
+use replication::{Config, DcId, LearnRule};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use txn::{ClusterView, Peers, SystemClock, Transport, TxnManager};
@@ -67,11 +67,29 @@ pub fn participant_config(
     clock_bound_us: u64,
     one_way_us: u64,
 ) -> Config {
+    protocol_config(
+        topology.dcs.len(),
+        me,
+        topology.learn.rule(),
+        clock_bound_us,
+        one_way_us,
+    )
+}
+
+/// The protocol's timers for `dcs` data centers whose longest one-way delay is
+/// `one_way_us` (the node's, and the simulator's with its WAN delay as if measured).
+pub fn protocol_config(
+    dcs: usize,
+    me: DcId,
+    learn: LearnRule,
+    clock_bound_us: u64,
+    one_way_us: u64,
+) -> Config {
     let one_way = one_way_us.max(1_000);
     Config {
-        dcs: topology.dcs.len(),
+        dcs,
         me,
-        learn: topology.learn.rule(),
+        learn,
         retransmit_us: 4 * one_way + 20_000,
         recovery_us: (12 * one_way).max(500_000),
         stagger_us: (6 * one_way).max(200_000),

@@ -672,17 +672,17 @@ pub fn settle_time(cfg: &RunConfig) -> u64 {
     4 * (c.recovery_us + cfg.dcs as u64 * c.stagger_us + 8 * wan + c.retransmit_us)
 }
 
-fn user_key(k: u64) -> Vec<u8> {
+pub fn user_key(k: u64) -> Vec<u8> {
     let mut key = b"k".to_vec();
     key.extend_from_slice(&k.to_be_bytes());
     key
 }
 
-fn encode_list(list: &[u64]) -> Vec<u8> {
+pub fn encode_list(list: &[u64]) -> Vec<u8> {
     list.iter().flat_map(|v| v.to_be_bytes()).collect()
 }
 
-fn decode_list(bytes: &[u8]) -> Vec<u64> {
+pub fn decode_list(bytes: &[u8]) -> Vec<u64> {
     bytes
         .chunks_exact(8)
         .map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8")))

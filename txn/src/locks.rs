@@ -22,7 +22,7 @@
 //! exclusive holder or any number of shared holders; a transaction waits for at most one
 //! key at a time; a granted waiter is removed from the queue.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use replication::TxnId;
 
@@ -101,8 +101,9 @@ impl KeyLock {
 #[derive(Default, Debug)]
 pub struct LockTable {
     keys: HashMap<Vec<u8>, KeyLock>,
-    /// Keys each transaction holds, to release them at the end.
-    held: HashMap<TxnId, HashSet<Vec<u8>>>,
+    /// Keys each transaction holds, to release them at the end (ordered: waiters are
+    /// granted in the same order on every run, which the simulator's replay needs).
+    held: HashMap<TxnId, BTreeSet<Vec<u8>>>,
     /// The key each transaction waits for, if any.
     waiting: HashMap<TxnId, Vec<u8>>,
 }
@@ -298,7 +299,7 @@ mod tests {
         };
         for _ in 0..200 {
             let mut t = LockTable::new();
-            let mut wounded = HashSet::new();
+            let mut wounded = std::collections::HashSet::new();
             let txns: Vec<TxnId> = (1..=6).collect();
             for _ in 0..40 {
                 let txn = txns[(next() % 6) as usize];

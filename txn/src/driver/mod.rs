@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kv::keys::{protocol_span, Key};
-use kv::{Store, Version, WriteBatch};
+use kv::{Engine, Store, Version, WriteBatch};
 
 pub use self::gc::GcSettings;
 use parking_lot::Mutex;
@@ -163,7 +163,7 @@ pub fn open(
     transport: Option<Box<dyn Transport>>,
     view: Option<Arc<dyn ClusterView>>,
 ) -> Result<(DriverHandle, DriverTask)> {
-    let mut durable = load(&store)?;
+    let mut durable = load(&**store.engine())?;
     // Versions issued from now on are above everything the store holds (a data
     // directory written before the protocol kept its own clock there).
     durable.observe(store.mvcc().last_committed_version()?);
@@ -297,16 +297,17 @@ impl DriverHandle {
 }
 
 impl DriverTask {
-    /// Steps envelopes from `peers` and ticks until the inbox closes (or, with no
-    /// peers, until a sync fails); returns an error once a sync failed.
     /// Keeps old versions for `settings.ttl` instead of the default.
     pub fn with_gc(mut self, settings: GcSettings) -> DriverTask {
         self.gc = settings;
         self
     }
 
+    /// Steps envelopes from `peers` and ticks, a [`DriverTask::turn`] at a time, until
+    /// the inbox closes (or, with no peers, until a sync fails); returns an error once a
+    /// sync failed.
     pub async fn run(self, peers: Option<Peers>) -> Result<()> {
-        let shared = self.shared;
+        let shared = self.shared.clone();
         // Collects old versions alongside; stopped with the task.
         let _collector = AbortOnDrop(tokio::spawn(gc::run(shared.clone(), self.gc)));
         let mut last_stats = Instant::now();
@@ -324,26 +325,10 @@ impl DriverTask {
         };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let task = self;
         loop {
             if last_stats.elapsed() >= STATS_PERIOD {
-                shared.stats.lock().log(STATS_PERIOD.as_secs());
-                let g = shared.participant.lock().gauges();
-                let now = DcClock::latest_at(shared.clock.now_micros());
-                let lag_ms = |v: Version| DcClock::physical(now.saturating_sub(v)) / 1000;
-                tracing::info!(
-                    attempts = g.attempts,
-                    prepared = g.prepared,
-                    waiting = g.waiting,
-                    local_waiting = g.local_waiting,
-                    recovering = g.recovering,
-                    committed_index = g.committed_index,
-                    records = g.records,
-                    store_keys = shared.store.engine().estimated_keys().unwrap_or(0),
-                    inbox = peers.inbox.len(),
-                    floor_lag_ms = lag_ms(g.floor),
-                    complete_lag_ms = lag_ms(g.complete),
-                    "participant"
-                );
+                task.log_gauges(peers.inbox.len());
                 last_stats = Instant::now();
             }
             let mut envelopes = Vec::new();
@@ -362,27 +347,67 @@ impl DriverTask {
                 }
             }
             let retimed = if ticked { (peers.retime)() } else { None };
-            let step = {
-                let mut participant = shared.participant.lock();
-                if shared.failed.load(Ordering::Acquire) {
-                    return Err(Error::OutcomeUnknown);
-                }
-                if let Some(cfg) = retimed {
-                    participant.set_timers(&cfg);
-                }
-                participant.set_read_horizon(shared.read_horizon.load(Ordering::Acquire));
-                let now = shared.clock.now_micros();
-                let mut outputs: Vec<Output> = envelopes
-                    .into_iter()
-                    .map(|env| participant.receive(now, env))
-                    .collect();
-                if ticked {
-                    outputs.push(participant.tick(now));
-                }
-                shared.submit(outputs)
-            };
-            shared.release(step).await?;
+            task.turn(envelopes, ticked, retimed).await?;
         }
+    }
+
+    /// One turn of the driver loop, whoever waits for its inputs (the node's [`run`],
+    /// the simulator's event queue): new timers, the envelopes and a tick stepped under
+    /// the participant's lock, their durable state and writes submitted as one batch,
+    /// and once it is synced, the complete point published, messages sent and sessions
+    /// answered. Returns an error once a sync failed (the driver has stopped).
+    ///
+    /// [`run`]: DriverTask::run
+    pub async fn turn(
+        &self,
+        envelopes: Vec<Envelope>,
+        ticked: bool,
+        retimed: Option<Config>,
+    ) -> Result<()> {
+        let shared = &self.shared;
+        let step = {
+            let mut participant = shared.participant.lock();
+            if shared.failed.load(Ordering::Acquire) {
+                return Err(Error::OutcomeUnknown);
+            }
+            if let Some(cfg) = retimed {
+                participant.set_timers(&cfg);
+            }
+            participant.set_read_horizon(shared.read_horizon.load(Ordering::Acquire));
+            let now = shared.clock.now_micros();
+            let mut outputs: Vec<Output> = envelopes
+                .into_iter()
+                .map(|env| participant.receive(now, env))
+                .collect();
+            if ticked {
+                outputs.push(participant.tick(now));
+            }
+            shared.submit(outputs)
+        };
+        shared.release(step).await
+    }
+
+    /// Logs the latency figures and what the participant holds.
+    fn log_gauges(&self, inbox: usize) {
+        let shared = &self.shared;
+        shared.stats.lock().log(STATS_PERIOD.as_secs());
+        let g = shared.participant.lock().gauges();
+        let now = DcClock::latest_at(shared.clock.now_micros());
+        let lag_ms = |v: Version| DcClock::physical(now.saturating_sub(v)) / 1000;
+        tracing::info!(
+            attempts = g.attempts,
+            prepared = g.prepared,
+            waiting = g.waiting,
+            local_waiting = g.local_waiting,
+            recovering = g.recovering,
+            committed_index = g.committed_index,
+            records = g.records,
+            store_keys = shared.store.engine().estimated_keys().unwrap_or(0),
+            inbox,
+            floor_lag_ms = lag_ms(g.floor),
+            complete_lag_ms = lag_ms(g.complete),
+            "participant"
+        );
     }
 }
 
@@ -504,11 +529,11 @@ impl Shared {
     }
 }
 
-/// Reads every persisted protocol entry.
-fn load(store: &Store) -> Result<Durable> {
+/// Reads every persisted protocol entry (what a restart rebuilds the participant from;
+/// the simulator's checks read it too).
+pub fn load(engine: &dyn Engine) -> Result<Durable> {
     let (start, end) = protocol_span();
-    let entries = store
-        .engine()
+    let entries = engine
         .scan(&start, Some(&end), usize::MAX)?
         .into_iter()
         .map(|(key, value)| {

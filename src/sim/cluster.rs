@@ -1,0 +1,896 @@
+//! One simulated run of the production stack: D data centers, each the code a node runs
+//! — a `kv::Store` on a `MemoryEngine` disk, the protocol driver (`txn::driver`, opened
+//! and restarted through `driver::open` as a node does, stepped by its
+//! [`DriverTask::turn`]) and the real `TxnManager` — over a seeded network and nemesis,
+//! with closed-loop clients running interactive list-append transactions (snapshot reads,
+//! locked reads, appends, fresh read-only transactions, think time between statements,
+//! wound-wait between them). Everything runs on the deterministic [`Executor`] in
+//! simulated time from one event queue, so a seed replays exactly.
+//!
+//! ```text
+//!   event queue ──▶ deliver / tick ──▶ DC's driver loop (turn: step, submit batch)
+//!               ──▶ sync(dc) ─────────▶ the stepped committer writes its queue to the
+//!                                       disk: waiting turns and commits go on
+//!               ──▶ client / timer ───▶ a session's transaction runs its next statement
+//!   after each event: run every woken future, then collect what they produced —
+//!   messages (with delay, jitter, loss, duplication, partitions), timers, syncs to
+//!   schedule, complete points published, clients' outcomes
+//! ```
+//!
+//! Durability model: a DC's batches wait in its stepped committer until a `Sync` event
+//! one sync latency later writes them to its engine; a crash drops the DC's futures and
+//! its committer queue (an unsynced write is lost), and the restart opens a new store and
+//! driver on the same engine. Faults: message loss and duplication, crashes, isolation
+//! both ways, and one-way partitions (a DC that hears nothing, or whose messages are lost).
+//!
+//! Checked while running (besides the final checks of [`super::verify`]): agreement on
+//! every outcome as it is synced, a quorum of durable COMMIT votes behind every
+//! acknowledged write, the complete-point invariant (§7.6), and progress — while the
+//! workload runs, some transaction commits in every window of [`RunConfig`]'s progress
+//! bound, checked every simulated second.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use kv::keys::protocol_span;
+use kv::{Engine, MemoryEngine, MvccStore, Store, Version, WriteBatch};
+use parking_lot::Mutex;
+use replication::{quorum, DcId, DurableEntry, Envelope, Outcome, TxnKey};
+use txn::{DriverTask, Transport, TxnManager};
+
+use super::executor::{Executor, SimClock, SimTime};
+use super::node::DurableState;
+use super::world::{decode_list, encode_list, user_key, Rng, RunConfig, RunResult};
+use crate::elle::{Op, Status, TxnObs};
+
+/// The simulated disk's sync latency.
+const SYNC_US: u64 = 1_000;
+/// How often progress is checked.
+const CHECK_EVERY_US: u64 = 1_000_000;
+
+enum Event {
+    Deliver(Envelope),
+    Tick(DcId),
+    Sync { dc: DcId, incarnation: u32 },
+    Wake(Waker),
+    Check,
+    ClientNext(usize),
+    Fault(Fault),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Crash(DcId),
+    Restart(DcId),
+    /// Cut off both ways.
+    Isolate(DcId),
+    /// Hears nothing; what it sends arrives.
+    Deafen(DcId),
+    /// What it sends is lost; it hears everything.
+    Mute(DcId),
+    /// Ends an isolation, deafness or muteness.
+    Heal(DcId),
+}
+
+/// An input of a DC's driver loop.
+enum Input {
+    Envelope(Envelope),
+    Tick,
+}
+
+/// The driver's transport: envelopes wait here until the world puts them on the network.
+struct SimOutbox(Arc<Mutex<Vec<Envelope>>>);
+
+impl Transport for SimOutbox {
+    fn send(&self, env: Envelope) {
+        self.0.lock().push(env);
+    }
+}
+
+/// A running DC process.
+struct Running {
+    store: Arc<Store>,
+    manager: Arc<TxnManager>,
+    inputs: mpsc::UnboundedSender<Input>,
+    outbox: Arc<Mutex<Vec<Envelope>>>,
+}
+
+struct Dc {
+    /// The disk: survives crashes; holds only what was synced.
+    engine: Arc<MemoryEngine>,
+    running: Option<Running>,
+    incarnation: u32,
+    sync_scheduled: bool,
+    clock_offset_us: i64,
+    /// The complete point as last seen published (volatile).
+    complete: Version,
+    /// When each version was first written here.
+    applied_at: BTreeMap<Version, u64>,
+    /// Every (time, complete point) published.
+    published: Vec<(u64, Version)>,
+}
+
+/// A statement of a planned transaction.
+#[derive(Clone, Copy)]
+enum Access {
+    /// Read at the transaction's snapshot.
+    Snapshot,
+    /// Lock and read the latest (SELECT … FOR UPDATE).
+    Locked,
+    /// Lock, read the latest, append the value.
+    Append(u64),
+}
+
+struct Plan {
+    /// A read-only transaction on a fresh snapshot (`begin_fresh`).
+    fresh: bool,
+    statements: Vec<(u64, Access, u64)>,
+}
+
+/// What a finished transaction reports to the world.
+struct Finished {
+    client: usize,
+    status: Status,
+    /// For a write committed: its version; and its WAN delays.
+    version: Option<Version>,
+    wan_delays: Option<u32>,
+}
+
+struct Client {
+    dc: DcId,
+    /// The transaction in flight: its history index and when it reached its commit.
+    current: Option<(usize, Rc<Cell<Option<u64>>>)>,
+}
+
+pub struct Cluster {
+    cfg: RunConfig,
+    rng: Rng,
+    time: Arc<SimTime>,
+    start: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Event>,
+    executor: Executor,
+    dcs: Vec<Dc>,
+    down: BTreeSet<DcId>,
+    isolated: BTreeSet<DcId>,
+    deaf: BTreeSet<DcId>,
+    mute: BTreeSet<DcId>,
+    clients: Vec<Client>,
+    history: Rc<RefCell<Vec<TxnObs>>>,
+    finished: Rc<RefCell<Vec<Finished>>>,
+    commits: Vec<(u32, u64)>,
+    violations: Vec<String>,
+    decided: BTreeMap<TxnKey, (DcId, Option<Version>)>,
+    committed_during_faults: usize,
+    issued: usize,
+    next_value: u64,
+    loss: f64,
+    duplication: f64,
+    last_commit_at: u64,
+    workload_done: bool,
+}
+
+impl Cluster {
+    pub fn new(cfg: RunConfig) -> Cluster {
+        let mut rng = Rng::new(cfg.seed);
+        let start = 1_000_000_000;
+        let time = Arc::new(SimTime::default());
+        time.set(start);
+        let dcs = (0..cfg.dcs)
+            .map(|_| Dc {
+                engine: Arc::new(MemoryEngine::new()),
+                running: None,
+                incarnation: 0,
+                sync_scheduled: false,
+                clock_offset_us: rng.below(cfg.clock_skew_us + 1) as i64,
+                complete: 0,
+                applied_at: BTreeMap::new(),
+                published: Vec::new(),
+            })
+            .collect();
+        let clients = (0..cfg.dcs * cfg.clients_per_dc)
+            .map(|i| Client {
+                dc: (i % cfg.dcs) as DcId,
+                current: None,
+            })
+            .collect();
+        let (loss, duplication) = if cfg.faults { (0.02, 0.02) } else { (0.0, 0.0) };
+        Cluster {
+            cfg,
+            rng,
+            time,
+            start,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            executor: Executor::default(),
+            dcs,
+            down: BTreeSet::new(),
+            isolated: BTreeSet::new(),
+            deaf: BTreeSet::new(),
+            mute: BTreeSet::new(),
+            clients,
+            history: Rc::new(RefCell::new(Vec::new())),
+            finished: Rc::new(RefCell::new(Vec::new())),
+            commits: Vec::new(),
+            violations: Vec::new(),
+            decided: BTreeMap::new(),
+            committed_during_faults: 0,
+            issued: 0,
+            next_value: 1,
+            loss,
+            duplication,
+            last_commit_at: start,
+            workload_done: false,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.time.now()
+    }
+
+    fn wan(&self) -> u64 {
+        self.cfg.wan_delay_us.max(1_000)
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    /// The protocol's timers as a node would set them, its probes having measured the
+    /// simulated delay (jitter included).
+    fn protocol_config(&self, me: DcId) -> replication::Config {
+        let one_way = self.cfg.wan_delay_us + self.cfg.wan_delay_us / 10;
+        crate::cluster::protocol_config(
+            self.cfg.dcs,
+            me,
+            self.cfg.learn,
+            self.cfg.clock_skew_us,
+            one_way,
+        )
+    }
+
+    /// Starts DC `d`'s process on its disk, through the path a node takes.
+    fn boot(&mut self, d: DcId) {
+        let config = self.protocol_config(d);
+        let dc = &mut self.dcs[usize::from(d)];
+        let store = Arc::new(
+            Store::open_stepped(dc.engine.clone() as Arc<dyn Engine>)
+                .expect("the in-memory engine opens"),
+        );
+        let clock = Arc::new(SimClock {
+            time: self.time.clone(),
+            offset_us: dc.clock_offset_us,
+            drift_ppm: 0,
+            start: self.start,
+        });
+        let outbox = Arc::new(Mutex::new(Vec::new()));
+        let (handle, task) = txn::driver::open(
+            config,
+            store.clone(),
+            clock.clone(),
+            Some(Box::new(SimOutbox(outbox.clone()))),
+            None,
+        )
+        .expect("the protocol state the simulation wrote loads");
+        let manager = TxnManager::new(store.clone(), clock, handle);
+        let (inputs, rx) = mpsc::unbounded();
+        self.executor.spawn(d, driver_loop(task, rx));
+        dc.running = Some(Running {
+            store,
+            manager,
+            inputs,
+            outbox,
+        });
+    }
+
+    /// Runs the workload (with the nemesis if asked), heals everything, lets the
+    /// protocol settle, and returns what was observed.
+    pub fn run(mut self) -> RunResult {
+        for d in 0..self.cfg.dcs as DcId {
+            self.boot(d);
+            let at = self.now() + self.rng.below(txn::driver::TICK.as_micros() as u64);
+            self.schedule(at, Event::Tick(d));
+        }
+        self.settle_futures();
+        for c in 0..self.clients.len() {
+            let at = self.now() + self.rng.below(5_000);
+            self.schedule(at, Event::ClientNext(c));
+        }
+        self.schedule(self.now() + CHECK_EVERY_US, Event::Check);
+        let wan = self.wan();
+        let deadline = self.now() + (self.cfg.txns as u64 + 10) * 40 * wan + 60_000_000;
+        if self.cfg.faults {
+            self.schedule_nemesis(deadline);
+        }
+        while self.now() < deadline {
+            if self.issued >= self.cfg.txns && self.clients.iter().all(|c| c.current.is_none()) {
+                break;
+            }
+            if !self.step() {
+                break;
+            }
+        }
+        self.workload_done = true;
+        // Heal: everything back up and connected, no more loss; faults still queued
+        // would strike during the settling phase, whose checks assume a healthy cluster.
+        self.loss = 0.0;
+        self.duplication = 0.0;
+        self.events.retain(|_, e| !matches!(e, Event::Fault(_)));
+        for d in 0..self.cfg.dcs as DcId {
+            self.fault(Fault::Heal(d));
+            self.fault(Fault::Restart(d));
+        }
+        self.settle_futures();
+        let settle = self.now() + settle_time(&self.protocol_config(0), self.cfg.dcs, wan);
+        while self.now() < settle && self.step() {}
+        self.finish()
+    }
+
+    /// Processes the next event; false when none is left.
+    fn step(&mut self) -> bool {
+        let Some(Reverse((at, seq))) = self.queue.pop() else {
+            return false;
+        };
+        self.time.set(at);
+        let Some(event) = self.events.remove(&seq) else {
+            return true;
+        };
+        match event {
+            Event::Deliver(env) => self.deliver(env),
+            Event::Tick(d) => {
+                if let Some(r) = &self.dcs[usize::from(d)].running {
+                    let _ = r.inputs.unbounded_send(Input::Tick);
+                }
+                let at = self.now() + txn::driver::TICK.as_micros() as u64;
+                self.schedule(at, Event::Tick(d));
+            }
+            Event::Sync { dc, incarnation } => self.sync(dc, incarnation),
+            Event::Wake(waker) => waker.wake(),
+            Event::Check => self.check_progress(),
+            Event::ClientNext(c) => self.client_next(c),
+            Event::Fault(f) => self.fault(f),
+        }
+        self.settle_futures();
+        true
+    }
+
+    /// Runs every woken future, then collects what they produced.
+    fn settle_futures(&mut self) {
+        self.executor.run_until_stalled();
+        for (at, waker) in self.time.take_timers() {
+            self.schedule(at, Event::Wake(waker));
+        }
+        let now = self.now();
+        for d in 0..self.dcs.len() {
+            let Some(r) = &self.dcs[d].running else {
+                continue;
+            };
+            let sent = std::mem::take(&mut *r.outbox.lock());
+            let queued = r.store.committer().queued() > 0;
+            let complete = r.manager.driver().complete();
+            let dc = &mut self.dcs[d];
+            if complete > dc.complete {
+                dc.complete = complete;
+                dc.published.push((now, complete));
+            }
+            if queued && !dc.sync_scheduled {
+                dc.sync_scheduled = true;
+                let incarnation = dc.incarnation;
+                self.schedule(
+                    now + SYNC_US,
+                    Event::Sync {
+                        dc: d as DcId,
+                        incarnation,
+                    },
+                );
+            }
+            for env in sent {
+                self.send(env);
+            }
+        }
+        let finished = std::mem::take(&mut *self.finished.borrow_mut());
+        for f in finished {
+            self.client_done(f);
+        }
+    }
+
+    fn deliver(&mut self, env: Envelope) {
+        let (from, to) = (env.from, env.to);
+        if self.isolated.contains(&from)
+            || self.isolated.contains(&to)
+            || self.mute.contains(&from)
+            || self.deaf.contains(&to)
+        {
+            return;
+        }
+        if let Some(r) = &self.dcs[usize::from(to)].running {
+            let _ = r.inputs.unbounded_send(Input::Envelope(env));
+        }
+    }
+
+    fn send(&mut self, env: Envelope) {
+        if self.rng.chance(self.loss) {
+            return;
+        }
+        let copies = if self.rng.chance(self.duplication) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let wan = self.cfg.wan_delay_us;
+            let at = self.now() + wan + self.rng.below(wan / 10 + 1);
+            self.schedule(at, Event::Deliver(env.clone()));
+        }
+    }
+
+    /// The DC's disk completes a sync: its queued batches become durable, and what they
+    /// hold is checked (agreement) and noted (first application of each version).
+    fn sync(&mut self, d: DcId, incarnation: u32) {
+        let now = self.now();
+        let dc = &mut self.dcs[usize::from(d)];
+        if dc.incarnation != incarnation {
+            return;
+        }
+        dc.sync_scheduled = false;
+        let Some(r) = &dc.running else {
+            return;
+        };
+        let batches = r.store.committer().sync_queued();
+        let (protocol_start, protocol_end) = protocol_span();
+        let applied_key = MvccStore::last_committed_key();
+        let mut outcomes = Vec::new();
+        for (key, value) in batches.iter().flat_map(|b: &WriteBatch| &b.ops) {
+            let Some(value) = value else { continue };
+            if *key >= protocol_start && *key < protocol_end {
+                if let Ok(DurableEntry::Outcome(k, o)) = postcard::from_bytes(value) {
+                    outcomes.push((
+                        k,
+                        match o {
+                            Outcome::Committed { version } => Some(version),
+                            Outcome::Aborted => None,
+                        },
+                    ));
+                }
+            } else if *key == applied_key {
+                if let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) {
+                    dc.applied_at
+                        .entry(Version::from_be_bytes(bytes))
+                        .or_insert(now);
+                }
+            }
+        }
+        for (key, outcome) in outcomes {
+            let (first_dc, first) = *self.decided.entry(key).or_insert((d, outcome));
+            if first != outcome {
+                self.violations.push(format!(
+                    "agreement: {key:?} is {first:?} at DC {first_dc}, {outcome:?} at DC {d}"
+                ));
+            }
+        }
+    }
+
+    fn fault(&mut self, fault: Fault) {
+        match fault {
+            Fault::Crash(d) => self.crash(d),
+            Fault::Restart(d) => {
+                if self.down.remove(&d) {
+                    self.boot(d);
+                }
+            }
+            Fault::Isolate(d) => {
+                self.isolated.insert(d);
+            }
+            Fault::Deafen(d) => {
+                self.deaf.insert(d);
+            }
+            Fault::Mute(d) => {
+                self.mute.insert(d);
+            }
+            Fault::Heal(d) => {
+                self.isolated.remove(&d);
+                self.deaf.remove(&d);
+                self.mute.remove(&d);
+            }
+        }
+    }
+
+    /// The DC's process dies: its futures and unsynced batches are gone; its clients
+    /// lose their connection (a transaction that reached its commit has an unknown
+    /// outcome; one that had not is aborted).
+    fn crash(&mut self, d: DcId) {
+        if !self.down.insert(d) {
+            return;
+        }
+        self.executor.kill(d);
+        let dc = &mut self.dcs[usize::from(d)];
+        dc.running = None;
+        dc.incarnation += 1;
+        dc.sync_scheduled = false;
+        dc.complete = 0;
+        dc.engine.crash();
+        let wan = self.wan();
+        for c in 0..self.clients.len() {
+            if self.clients[c].dc != d {
+                continue;
+            }
+            if let Some((i, committing)) = self.clients[c].current.take() {
+                if committing.get().is_none() {
+                    self.history.borrow_mut()[i].status = Status::Aborted;
+                }
+            }
+            self.schedule(self.now() + wan, Event::ClientNext(c));
+        }
+    }
+
+    fn schedule_nemesis(&mut self, deadline: u64) {
+        let f = (self.cfg.dcs - 1) / 2;
+        let wan = self.wan();
+        // Fault windows: each takes one DC out (crash, isolation, deafness or
+        // muteness) for 5–40 WAN delays; at most f DCs are out at once.
+        let mut t = self.now() + 10 * wan;
+        let mut busy: Vec<(u64, DcId)> = Vec::new();
+        let horizon = self.now()
+            + (self.cfg.txns as u64 * 30 * wan) / self.clients.len().max(1) as u64
+            + 20 * wan;
+        while t < horizon.min(deadline) {
+            busy.retain(|(end, _)| *end > t);
+            if busy.len() < f {
+                let d = self.rng.below(self.cfg.dcs as u64) as DcId;
+                if !busy.iter().any(|(_, b)| *b == d) {
+                    let end = t + (5 + self.rng.below(36)) * wan;
+                    let (start, stop) = match self.rng.below(4) {
+                        0 => (Fault::Crash(d), Fault::Restart(d)),
+                        1 => (Fault::Isolate(d), Fault::Heal(d)),
+                        2 => (Fault::Deafen(d), Fault::Heal(d)),
+                        _ => (Fault::Mute(d), Fault::Heal(d)),
+                    };
+                    self.schedule(t, Event::Fault(start));
+                    self.schedule(end, Event::Fault(stop));
+                    busy.push((end, d));
+                }
+            }
+            t += (2 + self.rng.below(20)) * wan;
+        }
+    }
+
+    /// Progress: while the workload runs, a transaction commits somewhere in every
+    /// window of the progress bound (a majority is always up and connected: the
+    /// nemesis takes out at most f DCs at once).
+    fn check_progress(&mut self) {
+        if self.workload_done {
+            return;
+        }
+        let bound = progress_bound(&self.protocol_config(0), self.cfg.dcs, self.wan());
+        let silent = self.now() - self.last_commit_at;
+        if silent > bound {
+            self.violations.push(format!(
+                "progress: nothing committed for {} ms (bound {} ms) at {} s; down {:?}, \
+                 isolated {:?}, deaf {:?}, mute {:?}",
+                silent / 1000,
+                bound / 1000,
+                (self.now() - self.start) / 1_000_000,
+                self.down,
+                self.isolated,
+                self.deaf,
+                self.mute
+            ));
+            self.last_commit_at = self.now(); // one report per silent window
+        }
+        self.schedule(self.now() + CHECK_EVERY_US, Event::Check);
+    }
+
+    // ---- clients ----
+
+    fn client_next(&mut self, c: usize) {
+        if self.issued >= self.cfg.txns || self.clients[c].current.is_some() {
+            return;
+        }
+        let dc = self.clients[c].dc;
+        let Some(running) = &self.dcs[usize::from(dc)].running else {
+            let at = self.now() + self.wan();
+            self.schedule(at, Event::ClientNext(c));
+            return;
+        };
+        let manager = running.manager.clone();
+        self.issued += 1;
+        let plan = self.plan(dc);
+        let id = {
+            let mut history = self.history.borrow_mut();
+            let id = history.len();
+            history.push(TxnObs {
+                id: id as u64,
+                status: Status::Unknown,
+                begin: self.now(),
+                end: None,
+                ops: Vec::new(),
+            });
+            id
+        };
+        let committing = Rc::new(Cell::new(None));
+        self.clients[c].current = Some((id, committing.clone()));
+        let (time, history, finished) = (
+            self.time.clone(),
+            self.history.clone(),
+            self.finished.clone(),
+        );
+        self.executor.spawn(dc, async move {
+            let (status, version, wan_delays) =
+                transaction(manager, &time, plan, &history, id, &committing).await;
+            finished.borrow_mut().push(Finished {
+                client: c,
+                status,
+                version,
+                wan_delays,
+            });
+        });
+    }
+
+    /// 1–3 distinct keys; a tenth of the transactions are fresh read-only ones, the
+    /// rest read at their snapshot, read locked, or append, with 0–2 ms between
+    /// statements.
+    fn plan(&mut self, dc: DcId) -> Plan {
+        let count = 1 + self.rng.below(3) as usize;
+        // With local placement, only keys k with k mod D = the client's DC.
+        let (stride, first) = if self.cfg.local_placement {
+            (self.cfg.dcs as u64, u64::from(dc))
+        } else {
+            (1, 0)
+        };
+        let choices = (self.cfg.keys - first).div_ceil(stride);
+        let mut keys: Vec<u64> = Vec::new();
+        while keys.len() < count.min(choices as usize) {
+            let k = first + stride * self.rng.below(choices);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        let fresh = self.rng.chance(0.1);
+        let statements = keys
+            .into_iter()
+            .map(|k| {
+                let access = match (fresh, self.rng.below(4)) {
+                    (true, _) | (false, 0) => Access::Snapshot,
+                    (false, 1) => Access::Locked,
+                    _ => {
+                        self.next_value += 1;
+                        Access::Append(self.next_value)
+                    }
+                };
+                (k, access, self.rng.below(2_000))
+            })
+            .collect();
+        Plan { fresh, statements }
+    }
+
+    fn client_done(&mut self, f: Finished) {
+        let Some((i, committing)) = self.clients[f.client].current.take() else {
+            return;
+        };
+        let now = self.now();
+        {
+            let mut history = self.history.borrow_mut();
+            history[i].status = f.status;
+            history[i].end = Some(now);
+        }
+        if f.status == Status::Committed {
+            self.last_commit_at = now;
+            let latency = now - committing.get().unwrap_or(now);
+            if let Some(delays) = f.wan_delays {
+                self.commits.push((delays, latency));
+            }
+            if !self.down.is_empty()
+                || !self.isolated.is_empty()
+                || !self.deaf.is_empty()
+                || !self.mute.is_empty()
+            {
+                self.committed_during_faults += 1;
+            }
+            if let Some(version) = f.version {
+                self.check_durable(self.clients[f.client].dc, version);
+            }
+        }
+        let at = now + self.rng.below(2_000);
+        self.schedule(at, Event::ClientNext(f.client));
+    }
+
+    /// At the moment of an acknowledgement, a quorum of DCs durably backs the commit:
+    /// they voted COMMIT and hold its record (or retired it).
+    fn check_durable(&mut self, origin: DcId, version: Version) {
+        let durable: Vec<DurableState> = self
+            .dcs
+            .iter()
+            .map(|d| DurableState::Meridian(load(&d.engine)))
+            .collect();
+        let key = durable[usize::from(origin)]
+            .outcomes()
+            .into_iter()
+            .find(|(_, v)| *v == Some(version))
+            .map(|(k, _)| k);
+        let Some(key) = key else {
+            self.violations.push(format!(
+                "durability: DC {origin} acknowledged version {version} with no durable outcome"
+            ));
+            return;
+        };
+        let voters = durable
+            .iter()
+            .filter(|d| d.backs_commit(key, origin))
+            .count();
+        if voters < quorum(self.cfg.dcs) {
+            self.violations.push(format!(
+                "durability: {key:?} acknowledged with {voters} durable COMMIT votes"
+            ));
+        }
+    }
+
+    /// Every committed transaction at or below a published complete point was applied
+    /// at that DC by then (docs/protocol.md §7.6).
+    fn check_complete_points(&mut self, durable: &[DurableState]) {
+        let mut committed: Vec<Version> = durable
+            .iter()
+            .flat_map(|d| d.outcomes().into_iter().filter_map(|(_, v)| v))
+            .chain(self.decided.values().filter_map(|(_, v)| *v))
+            .collect();
+        committed.sort_unstable();
+        committed.dedup();
+        for (dc, d) in self.dcs.iter().enumerate() {
+            let mut applied_by = Vec::with_capacity(committed.len());
+            let mut latest = 0;
+            for v in &committed {
+                latest = latest.max(d.applied_at.get(v).copied().unwrap_or(u64::MAX));
+                applied_by.push(latest);
+            }
+            for &(at, complete) in &d.published {
+                let n = committed.partition_point(|v| *v <= complete);
+                if n > 0 && applied_by[n - 1] > at {
+                    let missing = committed[..n]
+                        .iter()
+                        .find(|v| d.applied_at.get(v).is_none_or(|t| *t > at));
+                    self.violations.push(format!(
+                        "complete point: DC {dc} published {complete} at {at} before \
+                         applying committed version {missing:?}"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> RunResult {
+        let unanswered = self.clients.iter().filter(|c| c.current.is_some()).count();
+        let final_lists = self
+            .dcs
+            .iter()
+            .map(|d| {
+                let store = MvccStore::new(d.engine.clone() as Arc<dyn Engine>);
+                (0..self.cfg.keys)
+                    .filter_map(|k| {
+                        let c = store.latest(&user_key(k)).expect("in-memory read")?;
+                        Some((k, decode_list(c.value.as_deref().unwrap_or(&[]))))
+                    })
+                    .collect()
+            })
+            .collect();
+        let durable: Vec<DurableState> = self
+            .dcs
+            .iter()
+            .map(|d| DurableState::Meridian(load(&d.engine)))
+            .collect();
+        self.check_complete_points(&durable);
+        // Stop every process before the history is handed out.
+        for d in 0..self.cfg.dcs as DcId {
+            self.executor.kill(d);
+        }
+        let history = std::mem::take(&mut *self.history.borrow_mut());
+        RunResult {
+            history,
+            commits: self.commits,
+            final_lists,
+            durable,
+            unanswered,
+            violations: self.violations,
+            committed_during_faults: self.committed_during_faults,
+        }
+    }
+}
+
+/// A DC's driver loop: each turn takes every input already queued.
+async fn driver_loop(task: DriverTask, mut inputs: mpsc::UnboundedReceiver<Input>) {
+    while let Some(first) = inputs.next().await {
+        let mut envelopes = Vec::new();
+        let mut ticked = false;
+        let mut input = Some(first);
+        while let Some(i) = input {
+            match i {
+                Input::Envelope(env) => envelopes.push(env),
+                Input::Tick => ticked = true,
+            }
+            input = inputs.try_recv().ok();
+        }
+        if task.turn(envelopes, ticked, None).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one planned transaction through the manager, recording what it observes.
+/// Returns its status, and for a committed write its version and WAN delays.
+async fn transaction(
+    manager: Arc<TxnManager>,
+    time: &Arc<SimTime>,
+    plan: Plan,
+    history: &RefCell<Vec<TxnObs>>,
+    id: usize,
+    committing: &Cell<Option<u64>>,
+) -> (Status, Option<Version>, Option<u32>) {
+    let txn = if plan.fresh {
+        match manager.begin_fresh().await {
+            Ok(txn) => txn,
+            Err(_) => return (Status::Aborted, None, None),
+        }
+    } else {
+        manager.begin()
+    };
+    for (k, access, think_us) in plan.statements {
+        time.sleep(think_us).await;
+        let key = user_key(k);
+        let read = match access {
+            Access::Snapshot => txn.get(&key),
+            Access::Locked | Access::Append(_) => txn.get_for_update(&key).await,
+        };
+        let Ok(read) = read else {
+            return (Status::Aborted, None, None);
+        };
+        let list = read.as_deref().map(decode_list).unwrap_or_default();
+        let mut ops = vec![Op::Read {
+            key: k,
+            list: list.clone(),
+        }];
+        if let Access::Append(value) = access {
+            let mut new = list;
+            new.push(value);
+            if txn.put(&key, Some(encode_list(&new))).await.is_err() {
+                return (Status::Aborted, None, None);
+            }
+            ops.push(Op::Append { key: k, value });
+        }
+        history.borrow_mut()[id].ops.extend(ops);
+    }
+    committing.set(Some(time.now()));
+    match txn.commit().await {
+        Ok(version) => (
+            Status::Committed,
+            version,
+            txn.commit_trace().map(|t| t.wan_delays),
+        ),
+        Err(txn::Error::OutcomeUnknown | txn::Error::Storage(_)) => (Status::Unknown, None, None),
+        Err(_) => (Status::Aborted, None, None),
+    }
+}
+
+fn load(engine: &MemoryEngine) -> replication::Durable {
+    txn::driver::load(engine).expect("the simulation's protocol state decodes")
+}
+
+/// Time after the heal within which every attempt must be decided everywhere: the
+/// recovery bound of docs/protocol.md §6.4 with room for retries.
+fn settle_time(c: &replication::Config, dcs: usize, wan: u64) -> u64 {
+    4 * (c.recovery_us + dcs as u64 * c.stagger_us + 8 * wan + c.retransmit_us)
+}
+
+/// The longest a healthy majority may go without a commit: a recovery round (timeout,
+/// staggered starts, prepare and accept) with room for retries and a wound's restart.
+fn progress_bound(c: &replication::Config, dcs: usize, wan: u64) -> u64 {
+    2 * settle_time(c, dcs, wan)
+}
