@@ -142,10 +142,20 @@ struct Finished {
     wan_delays: Option<u32>,
 }
 
+/// Where a client's transaction is, for reports: waiting for a fresh snapshot, running
+/// its statements, or committing (since when).
+#[derive(Clone, Copy, Debug, Default)]
+enum Phase {
+    #[default]
+    Beginning,
+    Statements,
+    Committing(u64),
+}
+
 struct Client {
     dc: DcId,
-    /// The transaction in flight: its history index and when it reached its commit.
-    current: Option<(usize, Rc<Cell<Option<u64>>>)>,
+    /// The transaction in flight: its history index and its phase.
+    current: Option<(usize, Rc<Cell<Phase>>)>,
 }
 
 pub struct Cluster {
@@ -524,8 +534,8 @@ impl Cluster {
             if self.clients[c].dc != d {
                 continue;
             }
-            if let Some((i, committing)) = self.clients[c].current.take() {
-                if committing.get().is_none() {
+            if let Some((i, phase)) = self.clients[c].current.take() {
+                if !matches!(phase.get(), Phase::Committing(_)) {
                     self.history.borrow_mut()[i].status = Status::Aborted;
                 }
             }
@@ -536,19 +546,27 @@ impl Cluster {
     fn schedule_nemesis(&mut self, deadline: u64) {
         let f = (self.cfg.dcs - 1) / 2;
         let wan = self.wan();
-        // Fault windows: each takes one DC out (crash, isolation, deafness or
-        // muteness) for 5–40 WAN delays; at most f DCs are out at once.
+        // Fault windows are measured in units of the WAN delay or a twelfth of the
+        // recovery timeout, whichever is longer, so faults outlast the protocol's
+        // timers at every delay: each takes one DC out (crash, isolation, deafness or
+        // muteness) for 5–40 units; one in eight is a long outage of 10–30 s. At most
+        // f DCs are out at once.
+        let unit = wan.max(self.protocol_config(0).recovery_us / 12);
         let mut t = self.now() + 10 * wan;
         let mut busy: Vec<(u64, DcId)> = Vec::new();
         let horizon = self.now()
             + (self.cfg.txns as u64 * 30 * wan) / self.clients.len().max(1) as u64
-            + 20 * wan;
+            + 20 * unit;
         while t < horizon.min(deadline) {
             busy.retain(|(end, _)| *end > t);
             if busy.len() < f {
                 let d = self.rng.below(self.cfg.dcs as u64) as DcId;
                 if !busy.iter().any(|(_, b)| *b == d) {
-                    let end = t + (5 + self.rng.below(36)) * wan;
+                    let end = if self.rng.chance(0.125) {
+                        t + 10_000_000 + self.rng.below(20_000_000)
+                    } else {
+                        t + (5 + self.rng.below(36)) * unit
+                    };
                     let (start, stop) = match self.rng.below(4) {
                         0 => (Fault::Crash(d), Fault::Restart(d)),
                         1 => (Fault::Isolate(d), Fault::Heal(d)),
@@ -560,30 +578,52 @@ impl Cluster {
                     busy.push((end, d));
                 }
             }
-            t += (2 + self.rng.below(20)) * wan;
+            t += (2 + self.rng.below(20)) * unit;
         }
     }
 
-    /// Progress: while the workload runs, a transaction commits somewhere in every
-    /// window of the progress bound (a majority is always up and connected: the
-    /// nemesis takes out at most f DCs at once).
+    /// Progress: while a DC that is up and connected has work (a transaction in flight,
+    /// or more to issue), some transaction commits in every window of the progress
+    /// bound. The nemesis takes out at most f DCs at once, so a majority always is.
     fn check_progress(&mut self) {
         if self.workload_done {
             return;
         }
+        let able = |d: &DcId| {
+            !self.down.contains(d)
+                && !self.isolated.contains(d)
+                && !self.deaf.contains(d)
+                && !self.mute.contains(d)
+        };
+        let busy: Vec<(usize, Phase)> = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| able(&c.dc))
+            .filter_map(|(i, c)| c.current.as_ref().map(|(_, p)| (i, p.get())))
+            .collect();
+        if busy.is_empty() && self.issued >= self.cfg.txns {
+            // Nothing left to do where the network lets it be done.
+            self.last_commit_at = self.now();
+        }
         let bound = progress_bound(&self.protocol_config(0), self.cfg.dcs, self.wan());
         let silent = self.now() - self.last_commit_at;
         if silent > bound {
+            let doing: Vec<String> = busy
+                .iter()
+                .map(|(c, p)| format!("client {c} at DC {}: {p:?}", self.clients[*c].dc))
+                .collect();
             self.violations.push(format!(
                 "progress: nothing committed for {} ms (bound {} ms) at {} s; down {:?}, \
-                 isolated {:?}, deaf {:?}, mute {:?}",
+                 isolated {:?}, deaf {:?}, mute {:?}; {}",
                 silent / 1000,
                 bound / 1000,
                 (self.now() - self.start) / 1_000_000,
                 self.down,
                 self.isolated,
                 self.deaf,
-                self.mute
+                self.mute,
+                doing.join(", ")
             ));
             self.last_commit_at = self.now(); // one report per silent window
         }
@@ -617,8 +657,8 @@ impl Cluster {
             });
             id
         };
-        let committing = Rc::new(Cell::new(None));
-        self.clients[c].current = Some((id, committing.clone()));
+        let phase = Rc::new(Cell::new(Phase::Beginning));
+        self.clients[c].current = Some((id, phase.clone()));
         let (time, history, finished) = (
             self.time.clone(),
             self.history.clone(),
@@ -626,7 +666,7 @@ impl Cluster {
         );
         self.executor.spawn(dc, async move {
             let (status, version, wan_delays) =
-                transaction(manager, &time, plan, &history, id, &committing).await;
+                transaction(manager, &time, plan, &history, id, &phase).await;
             finished.borrow_mut().push(Finished {
                 client: c,
                 status,
@@ -674,7 +714,7 @@ impl Cluster {
     }
 
     fn client_done(&mut self, f: Finished) {
-        let Some((i, committing)) = self.clients[f.client].current.take() else {
+        let Some((i, phase)) = self.clients[f.client].current.take() else {
             return;
         };
         let now = self.now();
@@ -685,7 +725,10 @@ impl Cluster {
         }
         if f.status == Status::Committed {
             self.last_commit_at = now;
-            let latency = now - committing.get().unwrap_or(now);
+            let latency = match phase.get() {
+                Phase::Committing(at) => now - at,
+                _ => 0,
+            };
             if let Some(delays) = f.wan_delays {
                 self.commits.push((delays, latency));
             }
@@ -832,7 +875,7 @@ async fn transaction(
     plan: Plan,
     history: &RefCell<Vec<TxnObs>>,
     id: usize,
-    committing: &Cell<Option<u64>>,
+    phase: &Cell<Phase>,
 ) -> (Status, Option<Version>, Option<u32>) {
     let txn = if plan.fresh {
         match manager.begin_fresh().await {
@@ -842,6 +885,7 @@ async fn transaction(
     } else {
         manager.begin()
     };
+    phase.set(Phase::Statements);
     for (k, access, think_us) in plan.statements {
         time.sleep(think_us).await;
         let key = user_key(k);
@@ -867,7 +911,7 @@ async fn transaction(
         }
         history.borrow_mut()[id].ops.extend(ops);
     }
-    committing.set(Some(time.now()));
+    phase.set(Phase::Committing(time.now()));
     match txn.commit().await {
         Ok(version) => (
             Status::Committed,
@@ -889,8 +933,9 @@ fn settle_time(c: &replication::Config, dcs: usize, wan: u64) -> u64 {
     4 * (c.recovery_us + dcs as u64 * c.stagger_us + 8 * wan + c.retransmit_us)
 }
 
-/// The longest a healthy majority may go without a commit: a recovery round (timeout,
-/// staggered starts, prepare and accept) with room for retries and a wound's restart.
+/// The longest a healthy majority may go without a commit: the settling bound (a
+/// recovery round — timeout, staggered starts, prepare and accept — with room for
+/// retries).
 fn progress_bound(c: &replication::Config, dcs: usize, wan: u64) -> u64 {
-    2 * settle_time(c, dcs, wan)
+    settle_time(c, dcs, wan)
 }

@@ -17,6 +17,8 @@ struct Net {
     applied: Vec<Vec<(Version, Writes)>>,
     /// Every outcome each DC persisted (retirement drops them from `Durable`).
     decided: Vec<BTreeMap<TxnKey, Outcome>>,
+    /// DCs that hear nothing (what they send still arrives).
+    deaf: BTreeSet<DcId>,
 }
 
 fn config(dcs: usize, me: DcId, learn: LearnRule) -> Config {
@@ -45,6 +47,7 @@ impl Net {
             replies: Vec::new(),
             applied: vec![Vec::new(); dcs],
             decided: vec![BTreeMap::new(); dcs],
+            deaf: BTreeSet::new(),
         }
     }
 
@@ -94,6 +97,9 @@ impl Net {
             while self.queue.front().is_some_and(|(t, _)| *t <= self.now) {
                 let (_, env) = self.queue.pop_front().unwrap();
                 let to = env.to;
+                if self.deaf.contains(&to) {
+                    continue;
+                }
                 let now = self.now;
                 if let Some(p) = self.dcs[usize::from(to)].as_mut() {
                     let out = p.receive(now, env);
@@ -224,6 +230,23 @@ fn a_dead_origin_s_attempt_is_recovered_by_the_others() {
     // With D = 3 and one DC down the conservative rule cannot learn at own ballots, so
     // recovery decided: the origin's and both voters' Commit votes were adopted.
     assert!(matches!(a, Some(Outcome::Committed { .. })), "{a:?}");
+}
+
+/// A DC that can send but not hear keeps starting recovery rounds at higher ballots
+/// that never complete; its prepares must not hold back the DCs that could recover.
+#[test]
+fn a_deaf_dc_s_prepares_do_not_stop_the_others_recovering() {
+    let mut net = Net::new(3, LearnRule::Conservative);
+    net.commit(0, 1, &[], &["x"]);
+    net.run(net.now + UNIT);
+    net.crash(0);
+    // DC 1 ranks first to recover the origin's attempt; it hears nothing from now on.
+    net.deaf.insert(1);
+    net.run(net.now + 300 * UNIT);
+    assert!(
+        net.outcome(2, key(0, 1)).is_some(),
+        "DC 2 never recovered the attempt: DC 1's endless prepares held it back"
+    );
 }
 
 #[test]
