@@ -13,7 +13,7 @@ impl Participant {
         vote: Vote,
         out: &mut Output,
     ) {
-        self.see_ballot(key, ballot);
+        self.see_ballot(key, ballot, true);
         let acceptor = self.durable.acceptors.entry((key, voter)).or_default();
         match acceptor.accept(ballot, vote) {
             Ok(()) => {
@@ -46,7 +46,7 @@ impl Participant {
         voters: Vec<DcId>,
         out: &mut Output,
     ) {
-        self.see_ballot(key, ballot);
+        self.see_ballot(key, ballot, false);
         // All or nothing: a promise for some instances of the round is useless to it.
         for &voter in &voters {
             let promised = self

@@ -435,7 +435,7 @@ impl Participant {
                 ballot,
                 vote,
             } => {
-                self.see_ballot(txn, ballot);
+                self.see_ballot(txn, ballot, true);
                 self.learn(txn, voter, from, ballot, vote, &mut out);
             }
             Msg::Reject {
@@ -443,7 +443,7 @@ impl Participant {
                 voter: _,
                 promised,
             } => {
-                self.see_ballot(txn, promised);
+                self.see_ballot(txn, promised, false);
                 let a = self.attempt(txn);
                 if a.recovery.as_ref().is_some_and(|r| r.ballot < promised) {
                     a.recovery = None;
@@ -527,13 +527,18 @@ impl Participant {
         })
     }
 
-    /// Notes a ballot; a higher one than seen is progress (restarts the recovery timer).
-    fn see_ballot(&mut self, key: TxnKey, ballot: Ballot) {
+    /// Notes a ballot. A higher one than seen restarts the recovery timer only when it
+    /// is `accepted` (a phase-2 message: the round's proposer heard a quorum of
+    /// promises, so it is making progress). A prepare or a rejection naming a higher
+    /// promise is not progress: a DC that sends but cannot hear re-prepares at ever
+    /// higher ballots that never complete, and must not hold back the DCs that could
+    /// recover (their rounds start above its ballots).
+    fn see_ballot(&mut self, key: TxnKey, ballot: Ballot, accepted: bool) {
         let now = self.now;
         let a = self.attempt(key);
         if a.max_ballot.is_none_or(|b| ballot > b) {
             a.max_ballot = Some(ballot);
-            if ballot.round > 0 {
+            if ballot.round > 0 && accepted {
                 a.progress_at = now;
             }
         }
