@@ -102,15 +102,19 @@ else
   failed=$((failed + 1))
 fi
 
-# The commit protocol in deterministic simulation (docs/protocol.md): a few hundred seeds
-# with faults at high contention for 3 and 5 DCs and both learning rules, the 2PC
-# baseline, plus the fault-free delay counts. Any violation or stuck transaction fails; the failing seed is
-# printed with the command that replays it. A longer soak: scripts/sim-soak.sh.
+# The production stack (driver loop, transaction manager, store) in deterministic
+# simulation (docs/protocol.md §10): 800 seeds with faults (crashes, long outages, one-way
+# partitions, loss) across 3 and 5 DCs, both learning rules, WAN delays of 1-100 ms, 4 and
+# 16 clients per DC, hot and cold keys; the 2PC baseline; the fault-free delay counts.
+# Any violation, stuck transaction or stall fails; the failing seed is printed with the
+# command that replays it. A longer soak: scripts/sim-soak.sh.
 sim_ci() {
   "$BIN" sim --dcs 3 --seeds 300 --faults --contention high --txns 200 --clock-skew-ms 20 >/dev/null &&
-    "$BIN" sim --dcs 3 --seeds 150 --faults --contention high --txns 200 --learn owner >/dev/null &&
-    "$BIN" sim --dcs 5 --seeds 100 --faults --contention high --txns 200 --clock-skew-ms 20 >/dev/null &&
-    "$BIN" sim --dcs 3 --seeds 100 --faults --contention high --txns 200 --protocol 2pc >/dev/null &&
+    "$BIN" sim --dcs 3 --seeds 200 --faults --contention high --txns 200 --learn owner --wan-delay-ms 1 >/dev/null &&
+    "$BIN" sim --dcs 5 --seeds 150 --faults --contention high --txns 200 --clock-skew-ms 20 --wan-delay-ms 10 >/dev/null &&
+    "$BIN" sim --dcs 5 --seeds 60 --faults --contention high --txns 200 --learn owner --wan-delay-ms 100 --clients-per-dc 16 >/dev/null &&
+    "$BIN" sim --dcs 3 --seeds 100 --faults --contention low --txns 200 --clients-per-dc 16 --wan-delay-ms 20 >/dev/null &&
+    "$BIN" sim --dcs 3 --seeds 50 --faults --contention high --txns 200 --protocol 2pc >/dev/null &&
     scripts/sim-fast-path.sh "$BIN"
 }
 if [[ $build_ok == 1 && -x "$BIN" ]]; then

@@ -25,13 +25,93 @@ pub const RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Round trips kept per peer at most (probes go every 100 ms: 10 s of them).
 const RTT_SAMPLES_MAX: usize = 128;
 
-/// What probes measured of one peer.
+/// What probes measured of one peer's round trips.
 #[derive(Default)]
 struct Measured {
     /// (when, round trip µs), oldest first.
     rtts: VecDeque<(Instant, u64)>,
-    /// The peer's clock minus this node's, µs (last probe).
-    offset_us: Option<i64>,
+}
+
+/// Whether this node's clock agrees with enough of its peers' for it to coordinate
+/// commits and serve fresh reads: commit wait and fresh snapshots assume every clock
+/// within ε of every other. A peer's clock is *provably* off when the offset a probe
+/// measured, less half the probe's round trip (the estimate's uncertainty), exceeds ε.
+/// The node refuses when it cannot count a majority of DCs — itself and the peers
+/// provably within ε — while some peer is provably off: the node whose clock is the
+/// outlier stops, the others go on (CockroachDB's rule: a node off from a majority of
+/// its peers quits). Pure: time is the caller's (µs on any monotonic scale), so the
+/// simulator drives the same rule over its simulated probes.
+pub struct OffsetCheck {
+    me: DcId,
+    dcs: usize,
+    bound_us: u64,
+    /// Per DC: (when, round trip µs, the peer's clock minus this node's µs), last probe.
+    last: Vec<Option<(u64, u64, i64)>>,
+}
+
+impl OffsetCheck {
+    pub fn new(me: DcId, dcs: usize, bound_us: u64) -> OffsetCheck {
+        OffsetCheck {
+            me,
+            dcs,
+            bound_us,
+            last: vec![None; dcs],
+        }
+    }
+
+    /// A probe of `dc` came back at `at_us` after `rtt_us` and found its clock
+    /// `offset_us` ahead of this node's.
+    pub fn measured(&mut self, at_us: u64, dc: DcId, rtt_us: u64, offset_us: i64) {
+        if let Some(last) = self.last.get_mut(usize::from(dc)) {
+            *last = Some((at_us, rtt_us, offset_us));
+        }
+    }
+
+    /// The peer's clock minus this node's, as the last probe measured it.
+    pub fn offset_us(&self, dc: DcId) -> Option<i64> {
+        self.last.get(usize::from(dc))?.map(|(_, _, o)| o)
+    }
+
+    /// How far beyond ε `dc`'s clock provably is (µs), if it is: None when within, or
+    /// when the last measurement is older than [`RTT_WINDOW`] (too old to say).
+    pub fn beyond_bound(&self, now_us: u64, dc: DcId) -> Option<u64> {
+        let (_, rtt, offset) = self.recent(now_us, dc)?;
+        let provable = offset.unsigned_abs().saturating_sub(rtt / 2);
+        (provable > self.bound_us).then_some(provable)
+    }
+
+    fn recent(&self, now_us: u64, dc: DcId) -> Option<(u64, u64, i64)> {
+        let last = (*self.last.get(usize::from(dc))?)?;
+        (now_us.saturating_sub(last.0) <= RTT_WINDOW.as_micros() as u64).then_some(last)
+    }
+
+    /// Why this node must not coordinate commits or serve fresh reads now, if it must not.
+    pub fn refusal(&self, now_us: u64) -> Option<String> {
+        let mut far = Vec::new();
+        let mut near = 0;
+        for dc in (0..self.dcs as DcId).filter(|d| *d != self.me) {
+            if self.recent(now_us, dc).is_none() {
+                continue;
+            }
+            match self.beyond_bound(now_us, dc) {
+                Some(beyond) => far.push(format!(
+                    "DC {dc} by at least {:.1} ms",
+                    beyond as f64 / 1000.0
+                )),
+                None => near += 1,
+            }
+        }
+        if far.is_empty() || 1 + near >= replication::quorum(self.dcs) {
+            return None;
+        }
+        Some(format!(
+            "this node's clock is off {} beyond the bound of {:.1} ms that commit wait \
+             assumes, and no majority of DCs agrees with it: it coordinates no commits and \
+             serves no fresh reads until the clocks agree again (fix the clock sync)",
+            far.join(", "),
+            self.bound_us as f64 / 1000.0
+        ))
+    }
 }
 
 pub struct PeerHealth {
@@ -42,9 +122,8 @@ pub struct PeerHealth {
     /// Per DC: µs after `start` of the last delivery from it, plus one (0: never).
     heard: Vec<AtomicU64>,
     measured: Vec<Mutex<Measured>>,
-    /// ε, the offset bound commit wait assumes: a peer provably further away stops
-    /// this node from coordinating commits.
-    clock_bound_us: u64,
+    /// Clock offsets against ε (time: µs since `start`).
+    offsets: Mutex<OffsetCheck>,
     /// Whether the last check found such a peer (to log changes once).
     offset_refused: std::sync::atomic::AtomicBool,
 }
@@ -53,6 +132,7 @@ impl PeerHealth {
     pub fn new(topology: Topology, me: DcId, wan: Arc<Wan>, clock_bound_us: u64) -> PeerHealth {
         let heard = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
         let measured = topology.dcs.iter().map(|_| Mutex::default()).collect();
+        let offsets = Mutex::new(OffsetCheck::new(me, topology.dcs.len(), clock_bound_us));
         PeerHealth {
             topology,
             me,
@@ -60,7 +140,7 @@ impl PeerHealth {
             start: Instant::now(),
             heard,
             measured,
-            clock_bound_us,
+            offsets,
             offset_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -75,8 +155,10 @@ impl PeerHealth {
             m.rtts.pop_front();
         }
         m.rtts.push_back((Instant::now(), rtt_us));
-        m.offset_us = Some(offset_us);
         drop(m);
+        self.offsets
+            .lock()
+            .measured(self.now_us(), dc, rtt_us, offset_us);
         let refusal = self.offset_refusal();
         if self
             .offset_refused
@@ -92,30 +174,16 @@ impl PeerHealth {
         }
     }
 
-    /// How far beyond ε `dc`'s clock provably is (µs): the measured offset less half the
-    /// round trip it was measured over (the estimate's uncertainty), if that exceeds ε.
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
     fn offset_beyond_bound(&self, dc: DcId) -> Option<u64> {
-        let m = self.measured.get(usize::from(dc))?.lock();
-        let (at, rtt) = *m.rtts.back()?;
-        if at.elapsed() > RTT_WINDOW {
-            return None; // too old to say
-        }
-        let provable = m.offset_us?.unsigned_abs().saturating_sub(rtt / 2);
-        (provable > self.clock_bound_us).then_some(provable)
+        self.offsets.lock().beyond_bound(self.now_us(), dc)
     }
 
     fn offset_refusal(&self) -> Option<String> {
-        self.topology.dcs.iter().find_map(|dc| {
-            let beyond = self.offset_beyond_bound(dc.id)?;
-            Some(format!(
-                "this node's clock is at least {:.1} ms off DC {}'s, beyond the bound of \
-                 {:.1} ms that commit wait assumes: it coordinates no commits until the \
-                 clocks agree again (fix the clock sync of one of them)",
-                beyond as f64 / 1000.0,
-                dc.id,
-                self.clock_bound_us as f64 / 1000.0
-            ))
-        })
+        self.offsets.lock().refusal(self.now_us())
     }
 
     /// The last round trip measured to `dc`.
@@ -126,7 +194,7 @@ impl PeerHealth {
 
     /// `dc`'s clock minus this node's, as the last probe measured it.
     pub fn offset_us(&self, dc: DcId) -> Option<i64> {
-        self.measured.get(usize::from(dc))?.lock().offset_us
+        self.offsets.lock().offset_us(dc)
     }
 
     /// The round trip the protocol's timers allow for: per peer, the median of its
@@ -247,11 +315,11 @@ mod tests {
         )
     }
 
-    /// Issue 12, item 5: a peer whose clock is provably further than ε stops this node
-    /// from coordinating commits, and shows in SHOW DATA CENTERS; an offset within the
-    /// measurement's uncertainty does not.
+    /// Issue 12, item 5: a node whose clock is provably further than ε from a majority
+    /// stops coordinating commits; a peer provably off shows in SHOW DATA CENTERS; an
+    /// offset within the measurement's uncertainty counts as agreeing.
     #[test]
-    fn a_peer_clock_provably_beyond_the_bound_stops_commits() {
+    fn a_clock_provably_off_from_a_majority_stops_commits() {
         let h = health(1_000);
         h.measured(1, 20_000, 9_000);
         assert_eq!(
@@ -260,13 +328,43 @@ mod tests {
             "9 ms measured over a 20 ms round trip"
         );
         h.measured(2, 20_000, -40_000);
-        let why = h.commit_refusal().expect("40 ms off, ±10 ms");
-        assert!(why.contains("at least 30.0 ms off DC 2"), "{why}");
+        assert_eq!(
+            h.commit_refusal(),
+            None,
+            "DC 2 is the outlier: this node and DC 1 agree"
+        );
         assert_eq!(h.statuses()[2].state, "clock offset");
         assert_eq!(h.statuses()[2].clock_offset_ms, Some(-40.0));
-        h.measured(2, 20_000, 500);
-        assert_eq!(h.commit_refusal(), None, "back within the bound");
+        h.measured(1, 20_000, -45_000);
+        let why = h
+            .commit_refusal()
+            .expect("off from both peers: this node is the outlier");
+        assert!(why.contains("DC 1 by at least 35.0 ms"), "{why}");
+        assert!(why.contains("DC 2 by at least 30.0 ms"), "{why}");
+        h.measured(1, 20_000, 500);
+        assert_eq!(h.commit_refusal(), None, "DC 1 agrees again");
         assert_eq!(h.max_rtt_us(), Some(20_000));
+    }
+
+    #[test]
+    fn an_old_measurement_says_nothing_and_a_lone_far_peer_with_no_other_refuses() {
+        let mut c = OffsetCheck::new(0, 3, 1_000);
+        c.measured(0, 1, 2_000, 50_000);
+        assert!(
+            c.refusal(1_000).is_some(),
+            "DC 1 provably off, DC 2 not heard: no majority agrees"
+        );
+        let later = RTT_WINDOW.as_micros() as u64 + 1_000;
+        assert_eq!(c.beyond_bound(later, 1), None, "too old to say");
+        assert_eq!(c.refusal(later), None);
+        let mut five = OffsetCheck::new(0, 5, 1_000);
+        for dc in [1, 2] {
+            five.measured(0, dc, 2_000, 50_000);
+        }
+        for dc in [3, 4] {
+            five.measured(0, dc, 2_000, 0);
+        }
+        assert_eq!(five.refusal(10), None, "three of five agree");
     }
 
     /// Probes that waited out a pause do not stretch the timers: the estimate is each

@@ -178,6 +178,8 @@ pub struct Cluster {
     commits: Vec<(u32, u64)>,
     violations: Vec<String>,
     decided: BTreeMap<TxnKey, (DcId, Option<Version>)>,
+    /// The attempt behind each committed version, from the outcomes synced.
+    committed_by_version: BTreeMap<Version, TxnKey>,
     committed_during_faults: usize,
     issued: usize,
     next_value: u64,
@@ -232,6 +234,7 @@ impl Cluster {
             commits: Vec::new(),
             violations: Vec::new(),
             decided: BTreeMap::new(),
+            committed_by_version: BTreeMap::new(),
             committed_during_faults: 0,
             issued: 0,
             next_value: 1,
@@ -481,6 +484,9 @@ impl Cluster {
             }
         }
         for (key, outcome) in outcomes {
+            if let Some(version) = outcome {
+                self.committed_by_version.insert(version, key);
+            }
             let (first_dc, first) = *self.decided.entry(key).or_insert((d, outcome));
             if first != outcome {
                 self.violations.push(format!(
@@ -747,20 +753,16 @@ impl Cluster {
         self.schedule(at, Event::ClientNext(f.client));
     }
 
-    /// At the moment of an acknowledgement, a quorum of DCs durably backs the commit:
-    /// they voted COMMIT and hold its record (or retired it).
+    /// At the moment of an acknowledgement, the commit's outcome was synced somewhere and
+    /// a quorum of DCs durably backs it: they voted COMMIT and hold its record (or
+    /// retired it).
     fn check_durable(&mut self, origin: DcId, version: Version) {
         let durable: Vec<DurableState> = self
             .dcs
             .iter()
             .map(|d| DurableState::Meridian(load(&d.engine)))
             .collect();
-        let key = durable[usize::from(origin)]
-            .outcomes()
-            .into_iter()
-            .find(|(_, v)| *v == Some(version))
-            .map(|(k, _)| k);
-        let Some(key) = key else {
+        let Some(&key) = self.committed_by_version.get(&version) else {
             self.violations.push(format!(
                 "durability: DC {origin} acknowledged version {version} with no durable outcome"
             ));

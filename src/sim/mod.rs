@@ -1,10 +1,12 @@
-//! `meridian sim`: the cross-DC commit protocol in deterministic simulation.
+//! `meridian sim`: the production stack in deterministic simulation.
 //!
-//! Each seed is one [`world`] run — D data centers running the real
-//! `txn::participant` core over `kv` in-memory stores, a seeded network with WAN delay
-//! and jitter (and, with `--faults`, message loss and duplication, DC crashes that lose
-//! unsynced state, and DC isolation), and closed-loop clients running a list-append
-//! workload — followed by the checkers:
+//! Each seed is one [`cluster`] run — D data centers, each running what a node runs (the
+//! protocol driver with its participant, the transaction manager, a store whose disk
+//! loses unsynced writes at a crash) on the deterministic [`executor`], a seeded network
+//! with WAN delay and jitter (and, with `--faults`, message loss and duplication, DC
+//! crashes and long outages, isolation and one-way partitions), and closed-loop clients
+//! running interactive list-append transactions — followed by the checkers (the 2PC
+//! baseline, `--protocol 2pc`, runs on its model in [`world`] under the same checkers):
 //!
 //! - **agreement**: no two DCs record different outcomes for one attempt;
 //! - **termination**: after the heal and the recovery bound, every attempt any DC knows
@@ -12,7 +14,10 @@
 //! - **durability**: every DC holds the same final data (catch-up) and every
 //!   acknowledged append is in it (Elle's lost-append);
 //! - **strict serializability** of the observed history ([`elle`]: dependency cycles
-//!   with real-time edges, aborted reads, incompatible orders).
+//!   with real-time edges, aborted reads, incompatible orders);
+//! - while running: agreement on each outcome as it is synced, a quorum of durable
+//!   COMMIT votes behind each acknowledged write, complete points (§7.6), and
+//!   **progress** every simulated second.
 //!
 //! Output: one JSON line per seed and a summary line; the exit status is non-zero on any
 //! violation or stuck transaction, and a failing seed is printed with the command that

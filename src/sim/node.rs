@@ -1,13 +1,11 @@
-//! One simulated data center's protocol node, whichever protocol runs: Meridian's
-//! participant or the 2PC baseline. The world drives both through this one shape.
+//! What the checkers read of a simulated DC's durable state, whichever protocol ran
+//! (Meridian on the production stack, the 2PC baseline on its model), and the 2PC
+//! baseline's node as its world drives it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kv::Version;
-use replication::{
-    participant, DcId, DurableEntry, Envelope, Outcome, Participant, ReadEntry, Reply, TxnKey,
-    Vote, Writes,
-};
+use replication::{DcId, Outcome, ReadEntry, Reply, TxnKey, Vote, Writes};
 
 use super::twopc;
 use super::world::RunConfig;
@@ -19,54 +17,29 @@ pub enum Protocol {
     TwoPc,
 }
 
-pub enum Node {
-    Meridian(Box<Participant>),
-    TwoPc(Box<twopc::Node>),
-}
+/// The 2PC baseline's node (Meridian's simulated DCs run the production stack,
+/// [`super::cluster`]).
+pub struct Node(Box<twopc::Node>);
 
 /// A message on the simulated network.
 #[derive(Clone, Debug)]
-pub enum Wire {
-    Meridian(Envelope),
-    TwoPc {
-        from: DcId,
-        to: DcId,
-        depth: u32,
-        msg: twopc::Msg,
-    },
+pub struct Wire {
+    pub from: DcId,
+    pub to: DcId,
+    pub depth: u32,
+    pub msg: twopc::Msg,
 }
 
-impl Wire {
-    pub fn from(&self) -> DcId {
-        match self {
-            Wire::Meridian(e) => e.from,
-            Wire::TwoPc { from, .. } => *from,
-        }
-    }
-
-    pub fn to(&self) -> DcId {
-        match self {
-            Wire::Meridian(e) => e.to,
-            Wire::TwoPc { to, .. } => *to,
-        }
-    }
-}
-
-/// A step's effects (the same contract for both protocols: release in order, after
-/// the step's sync).
+/// A step's effects: released in order, after the step's sync.
 #[derive(Debug, Default)]
 pub struct Step {
     pub send: Vec<Wire>,
     pub apply: Vec<(Version, Writes)>,
     pub replies: Vec<Reply>,
     pub durable_changed: bool,
-    /// Meridian's complete point, when it moved (§7.6).
-    pub complete: Option<Version>,
-    /// Outcomes the step persisted (Meridian; COMMIT = Some(version)), so agreement
-    /// is checked on every outcome ever decided, retired ones included.
-    pub outcomes: Vec<(TxnKey, Option<Version>)>,
 }
 
+/// A simulated DC's durable state, as the checkers read it.
 #[derive(Clone, Debug)]
 pub enum DurableState {
     Meridian(replication::Durable),
@@ -80,82 +53,32 @@ impl Node {
         durable: Option<DurableState>,
         now: u64,
     ) -> (Node, Step) {
-        match (cfg.protocol, durable) {
-            (Protocol::Meridian, d) => {
-                let d = match d {
-                    Some(DurableState::Meridian(d)) => d,
-                    _ => replication::Durable::default(),
-                };
-                let (p, out) = Participant::restart(participant_config(cfg, me), d, now);
-                (Node::Meridian(Box::new(p)), meridian_step(out))
-            }
-            (Protocol::TwoPc, d) => {
-                let d = match d {
-                    Some(DurableState::TwoPc(d)) => d,
-                    _ => twopc::Durable::default(),
-                };
-                let (n, out) =
-                    twopc::Node::restart(me, cfg.dcs, retransmit(cfg), clock_bound(cfg), d, now);
-                (Node::TwoPc(Box::new(n)), twopc_step(me, out))
-            }
-        }
+        let d = match durable {
+            Some(DurableState::TwoPc(d)) => d,
+            _ => twopc::Durable::default(),
+        };
+        let (n, out) =
+            twopc::Node::restart(me, cfg.dcs, retransmit(cfg), cfg.clock_skew_us, d, now);
+        (Node(Box::new(n)), step(me, out))
     }
 
-    pub fn begin(&mut self, now: u64) -> u64 {
-        match self {
-            Node::Meridian(p) => p.begin(now),
-            Node::TwoPc(n) => n.begin(now),
-        }
-    }
-
-    pub fn commit(
-        &mut self,
-        now: u64,
-        client: u64,
-        txn: u64,
-        reads: Vec<ReadEntry>,
-        writes: Writes,
-    ) -> Step {
-        match self {
-            Node::Meridian(p) => meridian_step(p.commit(now, client, txn, reads, writes)),
-            Node::TwoPc(n) => {
-                let me = n.me();
-                twopc_step(me, n.commit(now, client, reads, writes))
-            }
-        }
+    pub fn commit(&mut self, now: u64, client: u64, reads: Vec<ReadEntry>, writes: Writes) -> Step {
+        let me = self.0.me();
+        step(me, self.0.commit(now, client, reads, writes))
     }
 
     pub fn receive(&mut self, now: u64, wire: Wire) -> Step {
-        match (self, wire) {
-            (Node::Meridian(p), Wire::Meridian(env)) => meridian_step(p.receive(now, env)),
-            (
-                Node::TwoPc(n),
-                Wire::TwoPc {
-                    from, depth, msg, ..
-                },
-            ) => {
-                let me = n.me();
-                twopc_step(me, n.receive(now, from, depth, msg))
-            }
-            _ => Step::default(),
-        }
+        let me = self.0.me();
+        step(me, self.0.receive(now, wire.from, wire.depth, wire.msg))
     }
 
     pub fn tick(&mut self, now: u64) -> Step {
-        match self {
-            Node::Meridian(p) => meridian_step(p.tick(now)),
-            Node::TwoPc(n) => {
-                let me = n.me();
-                twopc_step(me, n.tick(now))
-            }
-        }
+        let me = self.0.me();
+        step(me, self.0.tick(now))
     }
 
     pub fn durable(&self) -> DurableState {
-        match self {
-            Node::Meridian(p) => DurableState::Meridian(p.durable().clone()),
-            Node::TwoPc(n) => DurableState::TwoPc(n.durable().clone()),
-        }
+        DurableState::TwoPc(self.0.durable().clone())
     }
 }
 
@@ -238,58 +161,16 @@ impl DurableState {
     }
 }
 
-pub fn participant_config(cfg: &RunConfig, me: DcId) -> participant::Config {
-    let wan = cfg.wan_delay_us.max(1_000);
-    participant::Config {
-        dcs: cfg.dcs,
-        me,
-        learn: cfg.learn,
-        retransmit_us: retransmit(cfg),
-        recovery_us: 12 * wan,
-        stagger_us: 6 * wan,
-        clock_bound_us: clock_bound(cfg),
-        // Above the largest one-way delay (50% margin over the 10% jitter) plus ε.
-        floor_lag_us: wan * 3 / 2 + clock_bound(cfg) + 1_000,
-        closed_period_us: (wan / 5).max(1_000),
-    }
-}
-
-/// ε for commit wait: the simulated clocks' skew bound.
-fn clock_bound(cfg: &RunConfig) -> u64 {
-    cfg.clock_skew_us
-}
-
 fn retransmit(cfg: &RunConfig) -> u64 {
     8 * cfg.wan_delay_us.max(1_000)
 }
 
-fn meridian_step(out: replication::Output) -> Step {
-    Step {
-        send: out.send.into_iter().map(Wire::Meridian).collect(),
-        apply: out.apply,
-        replies: out.replies,
-        durable_changed: !out.persist.is_empty(),
-        complete: out.complete,
-        outcomes: out
-            .persist
-            .iter()
-            .filter_map(|e| match e {
-                DurableEntry::Outcome(k, Outcome::Committed { version }) => {
-                    Some((*k, Some(*version)))
-                }
-                DurableEntry::Outcome(k, Outcome::Aborted) => Some((*k, None)),
-                _ => None,
-            })
-            .collect(),
-    }
-}
-
-fn twopc_step(me: DcId, out: twopc::Output) -> Step {
+fn step(me: DcId, out: twopc::Output) -> Step {
     Step {
         send: out
             .send
             .into_iter()
-            .map(|(to, depth, msg)| Wire::TwoPc {
+            .map(|(to, depth, msg)| Wire {
                 from: me,
                 to,
                 depth,
@@ -299,8 +180,6 @@ fn twopc_step(me: DcId, out: twopc::Output) -> Step {
         apply: out.apply,
         replies: out.replies,
         durable_changed: out.durable_changed,
-        complete: None,
-        outcomes: Vec::new(),
     }
 }
 

@@ -330,11 +330,6 @@ impl Node {
         self.me
     }
 
-    pub fn begin(&mut self, now: u64) -> u64 {
-        self.now = now;
-        self.issue(0)
-    }
-
     pub fn commit(
         &mut self,
         now: u64,

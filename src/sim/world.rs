@@ -1,7 +1,9 @@
-//! One simulated run: D data centers, each a protocol [`Node`] over its own in-memory
-//! `kv` store, a seeded network and nemesis, and closed-loop clients running a
-//! list-append workload. Everything happens in simulated time from one event queue, so
-//! a seed replays exactly.
+//! One simulated run of the 2PC baseline (Meridian runs on the production stack in
+//! [`super::cluster`]): D data centers, each a model [`Node`] over its own in-memory
+//! `kv` store, a seeded network and nemesis, and closed-loop clients whose transactions
+//! execute instantly at commit (list-append). Everything happens in simulated time from
+//! one event queue, so a seed replays exactly. Also home of what both worlds share: the
+//! run's configuration and result, the seeded generator, the key and list encodings.
 //!
 //! Durability model: a participant step that changed durable state is *released* one
 //! sync latency later (group commit): only then do its messages leave, its writes reach
@@ -13,8 +15,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
-use kv::{Engine, MemoryEngine, MvccStore, Version};
-use replication::{quorum, DcId, LearnRule, TxnKey};
+use kv::{Engine, MemoryEngine, MvccStore};
+use replication::{quorum, DcId, LearnRule};
 use replication::{ClientResult, ReadEntry, ReadSpan, Reply};
 
 use super::node::{DurableState, Node, Protocol, Step, Wire};
@@ -107,12 +109,6 @@ struct Dc {
     release_at: u64,
     store: MvccStore,
     engine: Arc<MemoryEngine>,
-    /// The complete point A_d as last published (volatile: 0 after a crash).
-    complete: Version,
-    /// When each version was first applied here.
-    applied_at: BTreeMap<Version, u64>,
-    /// Every (time, A_d) published, for the complete-point check.
-    published: Vec<(u64, Version)>,
 }
 
 struct Client {
@@ -140,8 +136,6 @@ pub struct World {
     history: Vec<TxnObs>,
     commits: Vec<(u32, u64)>,
     violations: Vec<String>,
-    /// The first outcome released for each attempt, and by which DC (agreement).
-    decided: BTreeMap<TxnKey, (DcId, Option<Version>)>,
     committed_during_faults: usize,
     issued: usize,
     next_value: u64,
@@ -165,9 +159,6 @@ impl World {
                     release_at: 0,
                     store: MvccStore::new(engine.clone() as Arc<dyn Engine>),
                     engine,
-                    complete: 0,
-                    applied_at: BTreeMap::new(),
-                    published: Vec::new(),
                 }
             })
             .collect();
@@ -199,7 +190,6 @@ impl World {
             history: Vec::new(),
             commits: Vec::new(),
             violations: Vec::new(),
-            decided: BTreeMap::new(),
             committed_during_faults: 0,
             issued: 0,
             next_value: 1,
@@ -304,10 +294,10 @@ impl World {
     }
 
     fn deliver(&mut self, env: Wire) {
-        if self.isolated.contains(&env.from()) || self.isolated.contains(&env.to()) {
+        if self.isolated.contains(&env.from) || self.isolated.contains(&env.to) {
             return;
         }
-        let to = env.to();
+        let to = env.to;
         if let Some(p) = self.dcs[usize::from(to)].participant.as_mut() {
             let out = p.receive(self.now + self.offsets[usize::from(to)], env);
             self.absorb(to, out);
@@ -357,25 +347,12 @@ impl World {
         if let Some(durable) = durable {
             d.synced = *durable;
         }
-        for (key, outcome) in &out.outcomes {
-            let (first_dc, first) = *self.decided.entry(*key).or_insert((dc, *outcome));
-            if first != *outcome {
-                self.violations.push(format!(
-                    "agreement: {key:?} is {first:?} at DC {first_dc}, {outcome:?} at DC {dc}"
-                ));
-            }
-        }
         let d = &mut self.dcs[usize::from(dc)];
         for (version, writes) in &out.apply {
             let batch = d.store.batch_for(*version, writes);
             d.engine
                 .write(&batch, true)
                 .expect("the in-memory engine does not fail");
-            d.applied_at.entry(*version).or_insert(self.now);
-        }
-        if let Some(complete) = out.complete {
-            d.complete = complete;
-            d.published.push((self.now, complete));
         }
         for env in out.send {
             self.send(env);
@@ -407,7 +384,6 @@ impl World {
         dc.participant = None;
         dc.incarnation += 1;
         dc.release_at = 0;
-        dc.complete = 0;
         self.down.insert(d);
         // Clients connected there lose their connection: outcome unknown. They
         // reconnect once the DC is back.
@@ -490,25 +466,14 @@ impl World {
             }
         }
         let store = self.dcs[usize::from(dc)].store.clone();
-        // Half the transactions read the keys they do not write at the origin's
-        // complete point (docs/protocol.md §3.1, snapshot reads); the rest, and every
-        // key about to be written, read the latest applied version.
-        let snapshot = (self.cfg.protocol == Protocol::Meridian && self.rng.chance(0.5))
-            .then_some(self.dcs[usize::from(dc)].complete);
         let mut ops = Vec::new();
         let mut reads = Vec::new();
         let mut writes = Vec::new();
         for k in keys {
             let key = user_key(k);
             let append = self.rng.chance(0.5);
-            let (read, lo) = match snapshot.filter(|_| !append) {
-                Some(at) => (store.get(&key, at).expect("in-memory read"), at),
-                None => {
-                    let read = store.latest(&key).expect("in-memory read");
-                    let lo = read.as_ref().map_or(0, |c| c.version);
-                    (read, lo)
-                }
-            };
+            let read = store.latest(&key).expect("in-memory read");
+            let lo = read.as_ref().map_or(0, |c| c.version);
             let list =
                 read.map_or_else(Vec::new, |c| decode_list(c.value.as_deref().unwrap_or(&[])));
             reads.push(ReadEntry {
@@ -546,8 +511,7 @@ impl World {
             .participant
             .as_mut()
             .expect("checked up above");
-        let txn = p.begin(now);
-        let out = p.commit(now, c as u64, txn, reads, writes);
+        let out = p.commit(now, c as u64, reads, writes);
         self.absorb(dc, out);
     }
 
@@ -592,44 +556,7 @@ impl World {
         self.schedule(at, Event::ClientNext(c));
     }
 
-    /// Every committed transaction at or below a published complete point was applied
-    /// at that DC by then (docs/protocol.md §7.6).
-    fn check_complete_points(&mut self, durable: &[DurableState]) {
-        // Every commit ever released (retired ones are gone from the final durable
-        // states), and what the final states hold (the 2PC baseline reports no
-        // outcomes as it goes).
-        let mut committed: Vec<Version> = durable
-            .iter()
-            .flat_map(|d| d.outcomes().into_iter().filter_map(|(_, v)| v))
-            .chain(self.decided.values().filter_map(|(_, v)| *v))
-            .collect();
-        committed.sort_unstable();
-        committed.dedup();
-        for (dc, d) in self.dcs.iter().enumerate() {
-            // Latest first-application time among committed versions ≤ each one.
-            let mut applied_by = Vec::with_capacity(committed.len());
-            let mut latest = 0;
-            for v in &committed {
-                latest = latest.max(d.applied_at.get(v).copied().unwrap_or(u64::MAX));
-                applied_by.push(latest);
-            }
-            for &(at, complete) in &d.published {
-                let n = committed.partition_point(|v| *v <= complete);
-                if n > 0 && applied_by[n - 1] > at {
-                    let missing = committed[..n]
-                        .iter()
-                        .find(|v| d.applied_at.get(v).is_none_or(|t| *t > at));
-                    self.violations.push(format!(
-                        "complete point: DC {dc} published {complete} at {at} before \
-                         applying committed version {missing:?}"
-                    ));
-                    break;
-                }
-            }
-        }
-    }
-
-    fn finish(mut self) -> RunResult {
+    fn finish(self) -> RunResult {
         let unanswered = self.clients.iter().filter(|c| c.current.is_some()).count();
         let final_lists = self
             .dcs
@@ -651,7 +578,6 @@ impl World {
                 None => d.synced.clone(),
             })
             .collect::<Vec<_>>();
-        self.check_complete_points(&durable);
         RunResult {
             history: self.history,
             commits: self.commits,
@@ -664,12 +590,11 @@ impl World {
     }
 }
 
-/// Time after the heal within which every attempt must be decided everywhere: the
-/// recovery bound of docs/protocol.md §6.4 with room for retries.
-pub fn settle_time(cfg: &RunConfig) -> u64 {
+/// Time after the heal within which every transaction must be decided everywhere: the
+/// baseline's retransmission and leader timeouts with room for retries.
+fn settle_time(cfg: &RunConfig) -> u64 {
     let wan = cfg.wan_delay_us.max(1_000);
-    let c = super::node::participant_config(cfg, 0);
-    4 * (c.recovery_us + cfg.dcs as u64 * c.stagger_us + 8 * wan + c.retransmit_us)
+    4 * ((20 + 6 * cfg.dcs as u64) * wan + 8 * wan)
 }
 
 pub fn user_key(k: u64) -> Vec<u8> {

@@ -189,7 +189,12 @@ impl TxnManager {
     }
 
     /// Waits until the complete point passes every commit acknowledged anywhere so far.
+    /// Refused while this node's clock is off its peers' (a fresh point read from it
+    /// could be below a commit acknowledged elsewhere).
     async fn catch_up_to_now(&self) -> Result<()> {
+        if let Some(why) = self.driver.clock_refusal() {
+            return Err(Error::ClockOffset(why));
+        }
         let point = self.driver.fresh_point();
         if self.driver.complete() < point {
             self.driver

@@ -372,3 +372,49 @@ async fn a_failed_sync_stops_the_driver() {
     );
     assert_eq!(m.locked_keys(), 0, "every lock was released");
 }
+
+/// A cluster view whose clock check refuses while `refuse` is set.
+struct OffClock {
+    refuse: AtomicBool,
+}
+
+impl txn::ClusterView for OffClock {
+    fn data_centers(&self) -> Vec<txn::DcStatus> {
+        Vec::new()
+    }
+
+    fn commit_refusal(&self) -> Option<String> {
+        self.refuse
+            .load(Ordering::Acquire)
+            .then(|| "this node's clock is off".to_string())
+    }
+}
+
+/// While the node's clock is off its peers', it neither coordinates commits nor serves
+/// fresh reads (a fresh point from a clock behind could miss an acknowledged commit);
+/// snapshot work that commits nothing is unaffected.
+#[tokio::test]
+async fn a_node_whose_clock_is_off_serves_no_fresh_reads_and_commits_nothing() {
+    let store = Arc::new(Store::open(Arc::new(MemoryEngine::new())).unwrap());
+    let view = Arc::new(OffClock {
+        refuse: AtomicBool::new(true),
+    });
+    let clock = Arc::new(SystemClock);
+    let (handle, _task) = txn::driver::open(
+        replication::Config::single(),
+        store.clone(),
+        clock.clone(),
+        None,
+        Some(view.clone()),
+    )
+    .unwrap();
+    let m = TxnManager::new(store, clock, handle);
+    assert!(matches!(m.begin_fresh().await, Err(Error::ClockOffset(_))));
+    let t = m.begin();
+    t.put(b"k", Some(b"v".to_vec())).await.unwrap();
+    assert!(matches!(t.commit().await, Err(Error::ClockOffset(_))));
+    view.refuse.store(false, Ordering::Release);
+    let t = m.begin_fresh().await.expect("clocks agree again");
+    t.put(b"k", Some(b"v".to_vec())).await.unwrap();
+    assert!(t.commit().await.unwrap().is_some());
+}

@@ -77,8 +77,8 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
 pub trait ClusterView: Send + Sync + 'static {
     fn data_centers(&self) -> Vec<DcStatus>;
 
-    /// Why this node must not coordinate commits right now (its clock is too far from
-    /// a peer's), if it must not.
+    /// Why this node must not coordinate commits or serve fresh reads right now (its
+    /// clock is too far from its peers'), if it must not.
     fn commit_refusal(&self) -> Option<String> {
         None
     }
@@ -214,6 +214,12 @@ impl DriverHandle {
         self.shared.dcs
     }
 
+    /// Why this node must not coordinate commits or serve fresh reads now (its clock is
+    /// too far from its peers'), if it must not.
+    pub fn clock_refusal(&self) -> Option<String> {
+        self.shared.view.as_ref().and_then(|v| v.commit_refusal())
+    }
+
     /// Every DC of the cluster as this node sees it (None: a single-DC node).
     pub fn data_centers(&self) -> Option<Vec<DcStatus>> {
         self.shared.view.as_ref().map(|v| v.data_centers())
@@ -267,7 +273,7 @@ impl DriverHandle {
         writes: Writes,
     ) -> Result<CommitReply> {
         let shared = &self.shared;
-        if let Some(why) = shared.view.as_ref().and_then(|v| v.commit_refusal()) {
+        if let Some(why) = self.clock_refusal() {
             return Err(Error::ClockOffset(why));
         }
         let submitted = Instant::now();
