@@ -216,12 +216,12 @@ async fn commits_hold_on_a_150_ms_wan_the_protocol_is_not_told_of() {
     }
 }
 
-/// Issue 12, item 2: a DC restarted from an empty data directory has lost its attempt
-/// numbers, votes and promises; its peers recorded its directory's incarnation and
-/// refuse it, so it stops at start and says why. With its own directory back it
-/// rejoins and commits.
+/// Issue 12, items 2 and 6: a DC restarted from an empty data directory, or from an
+/// older copy of its own, has lost attempt numbers, votes and promises; its peers
+/// recorded its directory's incarnation and latest start and refuse it, so it stops at
+/// start and says why. With its own latest directory back it rejoins and commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dc_restarted_from_an_empty_directory_is_refused() {
+async fn a_dc_restarted_from_an_empty_or_older_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(dir.path(), 3, 5);
     let c0 = demo.client(0).await;
@@ -233,6 +233,8 @@ async fn a_dc_restarted_from_an_empty_directory_is_refused() {
     kill9(demo.pid(2));
     let own = dir.path().join("dc2");
     let kept = dir.path().join("dc2.kept");
+    let backup = dir.path().join("dc2.backup");
+    copy_dir(&own, &backup);
     std::fs::rename(&own, &kept).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .arg("node")
@@ -268,6 +270,39 @@ async fn a_dc_restarted_from_an_empty_directory_is_refused() {
     assert_eq!(v, 1);
     node.kill().unwrap();
     node.wait().unwrap();
+    // An older copy of DC 2's own directory (taken while it was down, before its last
+    // start) is refused as well: it has lost what DC 2 promised since.
+    std::fs::remove_dir_all(&own).unwrap();
+    std::fs::rename(&backup, &own).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("node")
+        .arg("--cluster")
+        .arg(dir.path().join("cluster.toml"))
+        .args(["--dc", "2"])
+        .arg("--data-dir")
+        .arg(&own)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an older copy was accepted: {stderr}"
+    );
+    assert!(stderr.contains("older copy"), "{stderr}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,10 +10,18 @@
 //! node that comes back under a new incarnation refuses what its peers still address
 //! to its predecessor, and they find out by asking `Hello` again.
 //!
-//! A node whose fresh directory is refused by a peer stops at start with an error that
-//! says so (see [`Identity::check_fresh_start`] in the caller); a peer that was down
-//! then refuses it when it comes back, and the refused node stays cut off (its log says
-//! why). Rebuilding such a DC from a peer (state transfer) is not built yet.
+//! An *older copy* of a DC's own directory (a backup restored, a disk snapshot rolled
+//! back) has the right incarnation but has lost what its DC promised since the copy.
+//! Each directory therefore counts its starts (the **generation**, durable, incremented
+//! at every open) and draws a random **run** id per start; peers record the highest
+//! generation they heard from each DC with its run, and refuse a Hello whose generation
+//! is lower, or equal under another run: the copy's next start reuses a generation the
+//! original already started with.
+//!
+//! A node refused by a peer at start stops with an error that says so (the caller asks
+//! every reachable peer before serving); a peer that was down then refuses it when it
+//! comes back, and the refused node stays cut off (its log says why). Rebuilding such a
+//! DC from a peer (state transfer) is not built yet.
 
 use std::sync::Arc;
 
@@ -27,9 +35,32 @@ use replication::DcId;
 const IDENTITY_KEY: &str = "cluster_id";
 /// This directory's incarnation.
 const INCARNATION_KEY: &str = "incarnation";
+/// How many times this directory has started.
+const GENERATION_KEY: &str = "generation";
 
 fn peer_key(dc: DcId) -> String {
     format!("peer_incarnation/{dc}")
+}
+
+fn peer_generation_key(dc: DcId) -> String {
+    format!("peer_generation/{dc}")
+}
+
+/// What a DC says of itself in `Hello`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub incarnation: u64,
+    pub generation: u64,
+    pub run: u64,
+}
+
+fn read_u64s<const N: usize>(v: Option<Vec<u8>>) -> Option<[u64; N]> {
+    let v = v?;
+    (v.len() == 8 * N).then(|| {
+        std::array::from_fn(|i| {
+            u64::from_be_bytes(v[8 * i..8 * i + 8].try_into().expect("8 bytes"))
+        })
+    })
 }
 
 pub struct Identity {
@@ -39,8 +70,13 @@ pub struct Identity {
     pub incarnation: u64,
     /// Whether this start created the directory's identity.
     pub fresh: bool,
+    /// This start's number (durable, from 1) and random id.
+    pub generation: u64,
+    pub run: u64,
     /// Per DC, the incarnation recorded for it (0: none yet).
     known: Mutex<Vec<u64>>,
+    /// Per DC, the highest generation heard from it and that start's run ((0, 0): none).
+    generations: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Identity {
@@ -91,12 +127,21 @@ impl Identity {
                 incarnation
             }
         };
+        let generation_key = Key::Meta(GENERATION_KEY).encode();
+        let generation = read_u64s::<1>(engine.get(&generation_key)?).map_or(0, |[g]| g) + 1;
+        let mut batch = WriteBatch::new();
+        batch.put(generation_key, generation.to_be_bytes().to_vec());
+        engine.write(&batch, true)?;
         let mut known = vec![0; dcs];
-        for (dc, slot) in known.iter_mut().enumerate() {
-            if let Some(v) = engine.get(&Key::Meta(&peer_key(dc as DcId)).encode())? {
-                if let Ok(bytes) = <[u8; 8]>::try_from(v.as_slice()) {
-                    *slot = u64::from_be_bytes(bytes);
-                }
+        let mut generations = vec![(0, 0); dcs];
+        for dc in 0..dcs {
+            let id = dc as DcId;
+            if let Some([i]) = read_u64s::<1>(engine.get(&Key::Meta(&peer_key(id)).encode())?) {
+                known[dc] = i;
+            }
+            let key = Key::Meta(&peer_generation_key(id)).encode();
+            if let Some([g, r]) = read_u64s::<2>(engine.get(&key)?) {
+                generations[dc] = (g, r);
             }
         }
         Ok(Identity {
@@ -104,13 +149,65 @@ impl Identity {
             me,
             incarnation,
             fresh,
+            generation,
+            run: rand::random::<u64>().max(1),
             known: Mutex::new(known),
+            generations: Mutex::new(generations),
         })
     }
 
-    /// DC `dc` says it is `incarnation` (0: a node too old to say). The first one heard
-    /// is recorded durably; any other is refused, with the reason.
-    pub fn check_peer(&self, dc: DcId, incarnation: u64) -> Result<(), String> {
+    /// What this node says of itself in `Hello`.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            incarnation: self.incarnation,
+            generation: self.generation,
+            run: self.run,
+        }
+    }
+
+    /// DC `dc` makes `claim` (an incarnation of 0: a node too old to say). The first
+    /// incarnation heard is recorded durably, any other refused; a generation above the
+    /// one recorded is recorded with its run, one below it, or equal under another run,
+    /// refused (an older copy of the directory). Refusals come with the reason.
+    pub fn check_peer(&self, dc: DcId, claim: Claim) -> Result<(), String> {
+        self.check_incarnation(dc, claim.incarnation)?;
+        self.check_generation(dc, claim)
+    }
+
+    fn check_generation(&self, dc: DcId, claim: Claim) -> Result<(), String> {
+        if claim.generation == 0 || dc == self.me {
+            return Ok(());
+        }
+        let mut generations = self.generations.lock();
+        let Some(slot) = generations.get_mut(usize::from(dc)) else {
+            return Ok(());
+        };
+        let (seen, run) = *slot;
+        if claim.generation == seen && claim.run == run {
+            return Ok(());
+        }
+        if claim.generation <= seen {
+            return Err(format!(
+                "DC {dc} came back with an older copy of its data directory (start {} of \
+                 the directory; this cluster has seen start {seen}): the copy has lost the \
+                 votes and promises its DC made since it was taken, so it may not rejoin. \
+                 Start the DC from its latest directory, or rebuild it from a peer (state \
+                 transfer, not built yet)",
+                claim.generation
+            ));
+        }
+        let mut value = claim.generation.to_be_bytes().to_vec();
+        value.extend_from_slice(&claim.run.to_be_bytes());
+        let mut batch = WriteBatch::new();
+        batch.put(Key::Meta(&peer_generation_key(dc)).encode(), value);
+        if let Err(e) = self.store.engine().write(&batch, true) {
+            return Err(format!("cannot record DC {dc}'s start: {e}"));
+        }
+        *slot = (claim.generation, claim.run);
+        Ok(())
+    }
+
+    fn check_incarnation(&self, dc: DcId, incarnation: u64) -> Result<(), String> {
         if incarnation == 0 || dc == self.me {
             return Ok(());
         }

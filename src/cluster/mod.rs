@@ -198,12 +198,13 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         checked: std::time::Instant::now(),
     };
     let tls = PeerTls::load(&topology, Some(me.id))?;
-    if identity.fresh {
-        if let Some(why) =
-            transport::refused_by_a_peer(&topology, me.id, tls.as_ref(), &identity).await?
-        {
+    if let Some(why) =
+        transport::refused_by_a_peer(&topology, me.id, tls.as_ref(), &identity).await?
+    {
+        if identity.fresh {
             bail!("this DC's data directory is new, but its cluster knows another: {why}");
         }
+        bail!("this DC's data directory is refused by its cluster: {why}");
     }
     let outbox = Arc::new(Outbox::start(
         &topology,

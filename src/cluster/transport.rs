@@ -31,7 +31,7 @@ use replication::Envelope;
 use tonic::{Request, Response, Status};
 use txn::Transport;
 
-use super::identity::Identity;
+use super::identity::{Claim, Identity};
 use super::status::PeerHealth;
 use super::tls::{endpoint, PeerTls};
 use super::topology::{DcSpec, Link, Topology};
@@ -115,13 +115,21 @@ impl Peer for PeerService {
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
         let r = request.into_inner();
         let from = self.check_sender(&r.cluster, r.from)?;
+        let claim = Claim {
+            incarnation: r.incarnation,
+            generation: r.generation,
+            run: r.run,
+        };
         self.identity
-            .check_peer(from, r.incarnation)
+            .check_peer(from, claim)
             .map_err(Status::permission_denied)?;
+        let mine = self.identity.claim();
         Ok(Response::new(HelloReply {
             cluster: self.cluster.clone(),
             dc: u32::from(self.me),
-            incarnation: self.identity.incarnation,
+            incarnation: mine.incarnation,
+            generation: mine.generation,
+            run: mine.run,
         }))
     }
 
@@ -600,11 +608,7 @@ async fn hello(
     identity: &Identity,
     refusal_logged: &mut bool,
 ) -> Option<u64> {
-    let request = HelloRequest {
-        cluster: cluster.to_string(),
-        from: u32::from(me),
-        incarnation: identity.incarnation,
-    };
+    let request = hello_request(cluster, me, identity);
     let mut refused = |why: &str| {
         if !std::mem::replace(refusal_logged, true) {
             tracing::error!(to, %addr, "not sending to the peer: {why}");
@@ -620,7 +624,12 @@ async fn hello(
                     reply.dc, reply.cluster
                 ));
             }
-            if let Err(why) = identity.check_peer(to, reply.incarnation) {
+            let claim = Claim {
+                incarnation: reply.incarnation,
+                generation: reply.generation,
+                run: reply.run,
+            };
+            if let Err(why) = identity.check_peer(to, claim) {
                 return refused(&why);
             }
             *refusal_logged = false;
@@ -637,9 +646,21 @@ async fn hello(
     }
 }
 
-/// For a node whose data directory is new: asks every reachable peer whether it knows
-/// another directory for this DC. Returns the first refusal (the node must not start:
-/// it would reuse attempt numbers and vote without its predecessor's promises).
+fn hello_request(cluster: &str, me: DcId, identity: &Identity) -> HelloRequest {
+    let claim = identity.claim();
+    HelloRequest {
+        cluster: cluster.to_string(),
+        from: u32::from(me),
+        incarnation: claim.incarnation,
+        generation: claim.generation,
+        run: claim.run,
+    }
+}
+
+/// At start: asks every reachable peer whether it accepts this node's data directory
+/// (another directory, or an older copy of this one, is refused). Returns the first
+/// refusal (the node must not start: it would reuse attempt numbers and vote without
+/// the promises its DC made).
 pub async fn refused_by_a_peer(
     topology: &Topology,
     me: DcId,
@@ -651,11 +672,7 @@ pub async fn refused_by_a_peer(
         let Ok(channel) = endpoint.connect().await else {
             continue; // down: it refuses this node when it comes back, if it must
         };
-        let request = HelloRequest {
-            cluster: topology.cluster.clone(),
-            from: u32::from(me),
-            incarnation: identity.incarnation,
-        };
+        let request = hello_request(&topology.cluster, me, identity);
         if let Err(status) = PeerClient::new(channel).hello(request).await {
             if status.code() == tonic::Code::PermissionDenied {
                 return Ok(Some(format!(
@@ -891,6 +908,8 @@ mod tests {
                 cluster: "c".into(),
                 from: 2,
                 incarnation: 7,
+                generation: 1,
+                run: 1,
             }))
             .await
             .unwrap()
@@ -902,6 +921,8 @@ mod tests {
                 cluster: "d".into(),
                 from: 2,
                 incarnation: 7,
+                generation: 1,
+                run: 1,
             }))
             .await
             .unwrap_err();
@@ -918,6 +939,8 @@ mod tests {
                 cluster: "c".into(),
                 from: 2,
                 incarnation,
+                generation: 1,
+                run: 1,
             })
         };
         service.hello(hello(7)).await.unwrap();
@@ -934,6 +957,32 @@ mod tests {
         let status = service.deliver(stale).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert!(rx.try_recv().is_err());
+    }
+
+    /// Issue 12, item 6: an older copy of DC 2's own directory (same incarnation) starts
+    /// with a generation the original already started with, under another run: refused.
+    /// The original's later starts, and the same run saying hello again, are accepted.
+    #[tokio::test]
+    async fn a_peer_back_with_an_older_copy_of_its_directory_is_refused() {
+        let (service, _rx) = service();
+        let hello = |generation, run| {
+            Request::new(HelloRequest {
+                cluster: "c".into(),
+                from: 2,
+                incarnation: 7,
+                generation,
+                run,
+            })
+        };
+        service.hello(hello(3, 30)).await.unwrap();
+        service.hello(hello(3, 30)).await.unwrap();
+        for (generation, run) in [(3, 31), (2, 20)] {
+            let status = service.hello(hello(generation, run)).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert!(status.message().contains("older copy"), "{status}");
+        }
+        service.hello(hello(4, 40)).await.unwrap();
+        assert!(service.hello(hello(3, 30)).await.is_err());
     }
 
     /// Issue 12's wedge: under load at 10 ms the sending task moved one message from its
