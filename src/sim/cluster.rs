@@ -21,7 +21,11 @@
 //! one sync latency later writes them to its engine; a crash drops the DC's futures and
 //! its committer queue (an unsynced write is lost), and the restart opens a new store and
 //! driver on the same engine. Faults: message loss and duplication, crashes, isolation
-//! both ways, and one-way partitions (a DC that hears nothing, or whose messages are lost).
+//! both ways, one-way partitions (a DC that hears nothing, or whose messages are lost),
+//! and clock jumps beyond the offset bound ε. Every DC probes its peers every 100 ms as
+//! a node does, and the node's rule ([`OffsetCheck`]) decides whether it may coordinate
+//! commits and serve fresh reads; a jump is probed at once (a real node sees it within
+//! a probe period, and acts on the old bound until then).
 //!
 //! Checked while running (besides the final checks of [`super::verify`]): agreement on
 //! every outcome as it is synced, a quorum of durable COMMIT votes behind every
@@ -33,6 +37,7 @@ use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -42,17 +47,20 @@ use kv::keys::protocol_span;
 use kv::{Engine, MemoryEngine, MvccStore, Store, Version, WriteBatch};
 use parking_lot::Mutex;
 use replication::{quorum, DcId, DurableEntry, Envelope, Outcome, TxnKey};
-use txn::{DriverTask, Transport, TxnManager};
+use txn::{ClusterView, DriverTask, PhysicalClock, Transport, TxnManager};
 
 use super::executor::{Executor, SimClock, SimTime};
 use super::node::DurableState;
 use super::world::{decode_list, encode_list, user_key, Rng, RunConfig, RunResult};
+use crate::cluster::status::OffsetCheck;
 use crate::elle::{Op, Status, TxnObs};
 
 /// The simulated disk's sync latency.
 const SYNC_US: u64 = 1_000;
 /// How often progress is checked.
 const CHECK_EVERY_US: u64 = 1_000_000;
+/// How often every DC probes its peers' round trips and clocks (as a node does).
+const PROBE_EVERY_US: u64 = 100_000;
 
 enum Event {
     Deliver(Envelope),
@@ -60,6 +68,7 @@ enum Event {
     Sync { dc: DcId, incarnation: u32 },
     Wake(Waker),
     Check,
+    Probe,
     ClientNext(usize),
     Fault(Fault),
 }
@@ -76,6 +85,10 @@ enum Fault {
     Mute(DcId),
     /// Ends an isolation, deafness or muteness.
     Heal(DcId),
+    /// The DC's clock jumps beyond the offset bound ε, ahead or behind.
+    Skew(DcId),
+    /// The DC's clock comes back to its normal offset.
+    Unskew(DcId),
 }
 
 /// An input of a DC's driver loop.
@@ -93,12 +106,30 @@ impl Transport for SimOutbox {
     }
 }
 
+/// The DC's view of its cluster, for the driver: only the clock check, the production
+/// rule ([`OffsetCheck`]) over the probes the world computes.
+struct SimView {
+    offsets: Arc<Mutex<OffsetCheck>>,
+    time: Arc<SimTime>,
+}
+
+impl ClusterView for SimView {
+    fn data_centers(&self) -> Vec<txn::DcStatus> {
+        Vec::new()
+    }
+
+    fn commit_refusal(&self) -> Option<String> {
+        self.offsets.lock().refusal(self.time.now())
+    }
+}
+
 /// A running DC process.
 struct Running {
     store: Arc<Store>,
     manager: Arc<TxnManager>,
     inputs: mpsc::UnboundedSender<Input>,
     outbox: Arc<Mutex<Vec<Envelope>>>,
+    offsets: Arc<Mutex<OffsetCheck>>,
 }
 
 struct Dc {
@@ -107,6 +138,8 @@ struct Dc {
     running: Option<Running>,
     incarnation: u32,
     sync_scheduled: bool,
+    /// The machine's clock (survives crashes) and its offset when healthy.
+    clock: Arc<SimClock>,
     clock_offset_us: i64,
     /// The complete point as last seen published (volatile).
     complete: Version,
@@ -172,6 +205,7 @@ pub struct Cluster {
     isolated: BTreeSet<DcId>,
     deaf: BTreeSet<DcId>,
     mute: BTreeSet<DcId>,
+    skewed: BTreeSet<DcId>,
     clients: Vec<Client>,
     history: Rc<RefCell<Vec<TxnObs>>>,
     finished: Rc<RefCell<Vec<Finished>>>,
@@ -196,12 +230,25 @@ impl Cluster {
         let time = Arc::new(SimTime::default());
         time.set(start);
         let dcs = (0..cfg.dcs)
-            .map(|_| Dc {
+            .map(|_| {
+                let offset = rng.below(cfg.clock_skew_us + 1) as i64;
+                (
+                    offset,
+                    Arc::new(SimClock {
+                        time: time.clone(),
+                        offset_us: AtomicI64::new(offset),
+                        drift_ppm: 0,
+                        start,
+                    }),
+                )
+            })
+            .map(|(clock_offset_us, clock)| Dc {
                 engine: Arc::new(MemoryEngine::new()),
                 running: None,
                 incarnation: 0,
                 sync_scheduled: false,
-                clock_offset_us: rng.below(cfg.clock_skew_us + 1) as i64,
+                clock,
+                clock_offset_us,
                 complete: 0,
                 applied_at: BTreeMap::new(),
                 published: Vec::new(),
@@ -228,6 +275,7 @@ impl Cluster {
             isolated: BTreeSet::new(),
             deaf: BTreeSet::new(),
             mute: BTreeSet::new(),
+            skewed: BTreeSet::new(),
             clients,
             history: Rc::new(RefCell::new(Vec::new())),
             finished: Rc::new(RefCell::new(Vec::new())),
@@ -280,19 +328,23 @@ impl Cluster {
             Store::open_stepped(dc.engine.clone() as Arc<dyn Engine>)
                 .expect("the in-memory engine opens"),
         );
-        let clock = Arc::new(SimClock {
-            time: self.time.clone(),
-            offset_us: dc.clock_offset_us,
-            drift_ppm: 0,
-            start: self.start,
-        });
+        let clock = dc.clock.clone();
         let outbox = Arc::new(Mutex::new(Vec::new()));
+        let offsets = Arc::new(Mutex::new(OffsetCheck::new(
+            d,
+            self.cfg.dcs,
+            self.cfg.clock_skew_us,
+        )));
+        let view = Arc::new(SimView {
+            offsets: offsets.clone(),
+            time: self.time.clone(),
+        });
         let (handle, task) = txn::driver::open(
             config,
             store.clone(),
             clock.clone(),
             Some(Box::new(SimOutbox(outbox.clone()))),
-            None,
+            Some(view),
         )
         .expect("the protocol state the simulation wrote loads");
         let manager = TxnManager::new(store.clone(), clock, handle);
@@ -303,6 +355,7 @@ impl Cluster {
             manager,
             inputs,
             outbox,
+            offsets,
         });
     }
 
@@ -320,6 +373,7 @@ impl Cluster {
             self.schedule(at, Event::ClientNext(c));
         }
         self.schedule(self.now() + CHECK_EVERY_US, Event::Check);
+        self.schedule(self.now() + PROBE_EVERY_US, Event::Probe);
         let wan = self.wan();
         let deadline = self.now() + (self.cfg.txns as u64 + 10) * 40 * wan + 60_000_000;
         if self.cfg.faults {
@@ -341,6 +395,7 @@ impl Cluster {
         self.events.retain(|_, e| !matches!(e, Event::Fault(_)));
         for d in 0..self.cfg.dcs as DcId {
             self.fault(Fault::Heal(d));
+            self.fault(Fault::Unskew(d));
             self.fault(Fault::Restart(d));
         }
         self.settle_futures();
@@ -370,6 +425,10 @@ impl Cluster {
             Event::Sync { dc, incarnation } => self.sync(dc, incarnation),
             Event::Wake(waker) => waker.wake(),
             Event::Check => self.check_progress(),
+            Event::Probe => {
+                self.probe();
+                self.schedule(self.now() + PROBE_EVERY_US, Event::Probe);
+            }
             Event::ClientNext(c) => self.client_next(c),
             Event::Fault(f) => self.fault(f),
         }
@@ -518,6 +577,57 @@ impl Cluster {
                 self.deaf.remove(&d);
                 self.mute.remove(&d);
             }
+            Fault::Skew(d) => {
+                // Provably beyond ε over a probe's round trip, by up to 300 ms more.
+                let wan = self.cfg.wan_delay_us;
+                let beyond =
+                    (self.cfg.clock_skew_us + wan + wan / 10 + 5_000 + self.rng.below(300_000))
+                        as i64;
+                let sign = if self.rng.chance(0.5) { 1 } else { -1 };
+                let dc = &self.dcs[usize::from(d)];
+                dc.clock
+                    .offset_us
+                    .store(dc.clock_offset_us + sign * beyond, Ordering::Release);
+                self.skewed.insert(d);
+                // Seen at once (module docs): the probes run now.
+                self.probe();
+            }
+            Fault::Unskew(d) => {
+                let dc = &self.dcs[usize::from(d)];
+                dc.clock
+                    .offset_us
+                    .store(dc.clock_offset_us, Ordering::Release);
+                self.skewed.remove(&d);
+                self.probe();
+            }
+        }
+    }
+
+    /// Every running DC probes every peer it can reach both ways, as a node's transport
+    /// does: the round trip is two simulated delays, the offset the peer's clock minus
+    /// its own (read at the same simulated instant, so exact).
+    fn probe(&mut self) {
+        let now = self.now();
+        let reachable = |d: &DcId| {
+            !self.down.contains(d)
+                && !self.isolated.contains(d)
+                && !self.deaf.contains(d)
+                && !self.mute.contains(d)
+        };
+        for i in 0..self.cfg.dcs as DcId {
+            if !reachable(&i) {
+                continue;
+            }
+            let Some(r) = &self.dcs[usize::from(i)].running else {
+                continue;
+            };
+            let mine = self.dcs[usize::from(i)].clock.now_micros() as i64;
+            let mut offsets = r.offsets.lock();
+            for j in (0..self.cfg.dcs as DcId).filter(|j| *j != i && reachable(j)) {
+                let theirs = self.dcs[usize::from(j)].clock.now_micros() as i64;
+                let rtt = 2 * self.cfg.wan_delay_us + self.cfg.wan_delay_us / 10;
+                offsets.measured(now, j, rtt, theirs - mine);
+            }
         }
     }
 
@@ -573,11 +683,12 @@ impl Cluster {
                     } else {
                         t + (5 + self.rng.below(36)) * unit
                     };
-                    let (start, stop) = match self.rng.below(4) {
+                    let (start, stop) = match self.rng.below(5) {
                         0 => (Fault::Crash(d), Fault::Restart(d)),
                         1 => (Fault::Isolate(d), Fault::Heal(d)),
                         2 => (Fault::Deafen(d), Fault::Heal(d)),
-                        _ => (Fault::Mute(d), Fault::Heal(d)),
+                        3 => (Fault::Mute(d), Fault::Heal(d)),
+                        _ => (Fault::Skew(d), Fault::Unskew(d)),
                     };
                     self.schedule(t, Event::Fault(start));
                     self.schedule(end, Event::Fault(stop));
@@ -600,6 +711,7 @@ impl Cluster {
                 && !self.isolated.contains(d)
                 && !self.deaf.contains(d)
                 && !self.mute.contains(d)
+                && !self.skewed.contains(d)
         };
         let busy: Vec<(usize, Phase)> = self
             .clients
@@ -621,7 +733,7 @@ impl Cluster {
                 .collect();
             self.violations.push(format!(
                 "progress: nothing committed for {} ms (bound {} ms) at {} s; down {:?}, \
-                 isolated {:?}, deaf {:?}, mute {:?}; {}",
+                 isolated {:?}, deaf {:?}, mute {:?}, clock off {:?}; {}",
                 silent / 1000,
                 bound / 1000,
                 (self.now() - self.start) / 1_000_000,
@@ -629,6 +741,7 @@ impl Cluster {
                 self.isolated,
                 self.deaf,
                 self.mute,
+                self.skewed,
                 doing.join(", ")
             ));
             self.last_commit_at = self.now(); // one report per silent window
@@ -742,6 +855,7 @@ impl Cluster {
                 || !self.isolated.is_empty()
                 || !self.deaf.is_empty()
                 || !self.mute.is_empty()
+                || !self.skewed.is_empty()
             {
                 self.committed_during_faults += 1;
             }

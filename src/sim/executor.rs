@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -160,11 +160,12 @@ impl Future for Sleep {
     }
 }
 
-/// A DC's physical clock: simulated time plus the DC's offset (which may be negative)
-/// and drift (parts per million of the time since the run began).
+/// A DC's physical clock: simulated time plus the DC's offset (which may be negative;
+/// the world moves it to make the clock jump) and drift (parts per million of the time
+/// since the run began).
 pub struct SimClock {
     pub time: Arc<SimTime>,
-    pub offset_us: i64,
+    pub offset_us: AtomicI64,
     pub drift_ppm: i64,
     pub start: u64,
 }
@@ -174,7 +175,7 @@ impl PhysicalClock for SimClock {
         let now = self.time.now();
         let drift =
             (now.saturating_sub(self.start) as i64).saturating_mul(self.drift_ppm) / 1_000_000;
-        now.saturating_add_signed(self.offset_us + drift)
+        now.saturating_add_signed(self.offset_us.load(Ordering::Acquire) + drift)
     }
 }
 
@@ -240,7 +241,7 @@ mod tests {
         let time = Arc::new(SimTime::default());
         let clock = SimClock {
             time: time.clone(),
-            offset_us: -500,
+            offset_us: AtomicI64::new(-500),
             drift_ppm: 100,
             start: 1_000_000,
         };
