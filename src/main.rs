@@ -122,6 +122,12 @@ enum Command {
         /// Reconnect this DC.
         #[arg(long)]
         heal: Option<u8>,
+        /// Set the clock of the DC given by --clock-dc this many milliseconds off its
+        /// host's (0 puts it back): exercises the clock-offset check.
+        #[arg(long, requires = "clock_dc", allow_negative_numbers = true)]
+        clock_offset_ms: Option<i64>,
+        #[arg(long, requires = "clock_offset_ms")]
+        clock_dc: Option<u8>,
     },
     /// Run the cross-DC commit protocol in deterministic simulation: one JSON line per
     /// seed and a summary line; exits non-zero on any violation or stuck transaction.
@@ -305,10 +311,14 @@ fn main() -> anyhow::Result<()> {
             between,
             cut,
             heal,
+            clock_offset_ms,
+            clock_dc,
         } => {
             let topology = cluster::topology::Topology::load(&cluster)?;
-            if delay_ms.is_none() && cut.is_none() && heal.is_none() {
-                anyhow::bail!("nothing to change: give --delay-ms, --cut or --heal");
+            if delay_ms.is_none() && cut.is_none() && heal.is_none() && clock_offset_ms.is_none() {
+                anyhow::bail!(
+                    "nothing to change: give --delay-ms, --cut, --heal or --clock-offset-ms"
+                );
             }
             if between.as_ref().is_some_and(|b| b.len() != 2) {
                 anyhow::bail!("--between takes two DC ids, e.g. --between 0,2");
@@ -325,6 +335,9 @@ fn main() -> anyhow::Result<()> {
                 set_cut: cut.is_some() || heal.is_some(),
                 dc: u32::from(cut.or(heal).unwrap_or(0)),
                 cut: cut.is_some(),
+                set_clock: clock_offset_ms.is_some(),
+                clock_dc: u32::from(clock_dc.unwrap_or(0)),
+                clock_offset_ms: clock_offset_ms.unwrap_or(0),
             };
             let tls = cluster::tls::PeerTls::load(&topology, None)?;
             runtime.block_on(async {

@@ -692,3 +692,71 @@ fn meridian_wan_refuses_contradictory_or_incomplete_changes() {
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
 }
+
+/// Issue 12, item 5, on real processes: DC 2's clock set 400 ms off (`meridian wan
+/// --clock-offset-ms`, which the protocol, the sessions and the probes all read). DC 2 is
+/// the outlier — off from both peers — so it refuses commits and fresh reads with
+/// SQLSTATE 58000 and says why; the two others agree with each other, see DC 2 as
+/// `clock offset`, and go on committing. With the clock back, DC 2 commits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dc_whose_clock_is_off_stops_coordinating_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 3, 5);
+    let c0 = demo.client(0).await;
+    let c2 = demo.client(2).await;
+    c0.batch_execute(
+        "CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL); INSERT INTO t VALUES (1, 0)",
+    )
+    .await
+    .unwrap();
+    let clock = |offset: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .arg("wan")
+            .arg("--cluster")
+            .arg(dir.path().join("cluster.toml"))
+            .args(["--clock-offset-ms", offset, "--clock-dc", "2"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let update = "UPDATE t SET v = v + 1 WHERE k = 1";
+    clock("400");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        match c2.execute(update, &[]).await {
+            Err(e) if e.code().is_some_and(|c| c.code() == "58000") => break e,
+            _ if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("DC 2 still commits with its clock 400 ms off: {other:?}"),
+        }
+    };
+    let why = refused.as_db_error().unwrap().message().to_string();
+    assert!(why.contains("clock"), "{why}");
+    let read = c2.query_one("SELECT v FROM t WHERE k = 1", &[]).await;
+    assert_eq!(
+        read.unwrap_err().code().map(|c| c.code().to_string()),
+        Some("58000".to_string()),
+        "a fresh read at the outlier is refused too"
+    );
+    wait_state(&c0, 2, "clock offset").await;
+    c0.execute(update, &[])
+        .await
+        .expect("DC 0 agrees with DC 1 and goes on committing");
+    clock("0");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = c2.execute(update, &[]).await {
+        assert!(Instant::now() < deadline, "DC 2 never commits again: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let v: i32 = c0
+        .query_one("SELECT v FROM t WHERE k = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(v >= 2, "{v}");
+}

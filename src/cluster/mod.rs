@@ -37,14 +37,14 @@ use anyhow::{bail, Context};
 use replication::{Config, DcId, LearnRule};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use txn::{ClusterView, Peers, SystemClock, Transport, TxnManager};
+use txn::{ClusterView, Peers, Transport, TxnManager};
 
 use self::identity::Identity;
 use self::status::PeerHealth;
 use self::tls::PeerTls;
 use self::topology::Topology;
 use self::transport::{Outbox, PeerService};
-use self::wan::Wan;
+use self::wan::{EmulatedClock, Wan};
 
 /// Envelopes from peers waiting for the driver at most; a full inbox makes the peers'
 /// deliveries wait (back-pressure), it loses nothing.
@@ -217,11 +217,11 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
     let (handle, driver) = txn::driver::open(
         cfg,
         store.clone(),
-        Arc::new(SystemClock),
+        Arc::new(EmulatedClock(wan.clone())),
         Some(Box::new(outbox.clone()) as Box<dyn Transport>),
         Some(health.clone() as Arc<dyn ClusterView>),
     )?;
-    let txns = TxnManager::new(store, Arc::new(SystemClock), handle);
+    let txns = TxnManager::new(store, Arc::new(EmulatedClock(wan.clone())), handle);
     let engine = planner::Planner::new(txns, config.query_memory_bytes);
 
     let service = PeerService::server(

@@ -35,7 +35,7 @@ use super::identity::{Claim, Identity};
 use super::status::PeerHealth;
 use super::tls::{endpoint, PeerTls};
 use super::topology::{DcSpec, Link, Topology};
-use super::wan::Wan;
+use super::wan::{EmulatedClock, Wan};
 
 pub mod proto {
     tonic::include_proto!("meridian.peer");
@@ -212,7 +212,15 @@ impl Peer for PeerService {
         if r.set_cut {
             self.wan.set_cut(dc(r.dc)?, r.cut);
         }
-        let settings = self.wan.view().describe();
+        if r.set_clock && dc(r.clock_dc)? == self.me {
+            self.wan
+                .set_clock_offset_us(r.clock_offset_ms.saturating_mul(1_000));
+        }
+        let mut settings = self.wan.view().describe();
+        let offset = self.wan.clock_offset_us();
+        if offset != 0 {
+            settings.push_str(&format!("; clock {:+} ms", offset / 1_000));
+        }
         tracing::info!(%settings, "WAN emulation changed");
         Ok(Response::new(WanReply { settings }))
     }
@@ -353,7 +361,7 @@ impl Outbox {
     pub fn probe(&self) {
         let probe = Probe {
             sent_mono_us: self.start.elapsed().as_micros() as u64,
-            sent_wall_us: wall_clock_us(),
+            sent_wall_us: self.wall_clock_us(),
             answer: false,
             peer_wall_us: 0,
         };
@@ -367,7 +375,7 @@ impl Outbox {
         if !probe.answer {
             let answer = Probe {
                 answer: true,
-                peer_wall_us: wall_clock_us(),
+                peer_wall_us: self.wall_clock_us(),
                 ..probe
             };
             self.enqueue(from, Item::Probe(answer));
@@ -382,6 +390,11 @@ impl Outbox {
         let midpoint = probe.sent_wall_us as i64 + (rtt_us / 2) as i64;
         self.health
             .measured(from, rtt_us, probe.peer_wall_us as i64 - midpoint);
+    }
+
+    /// Microseconds since the Unix epoch by this node's clock (emulated offset included).
+    fn wall_clock_us(&self) -> u64 {
+        txn::PhysicalClock::now_micros(&EmulatedClock(self.wan.clone()))
     }
 
     fn enqueue(&self, to: DcId, item: Item) {
@@ -410,13 +423,6 @@ impl Outbox {
             }
         }
     }
-}
-
-/// Microseconds since the Unix epoch by this host's clock.
-fn wall_clock_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Transport for Outbox {

@@ -5,13 +5,22 @@
 //! real network's and the protocol is told nothing of it: its timers follow the round
 //! trips probes measure ([`super::status::PeerHealth`]), which include both. So on real
 //! data centers leave it at 0: setting it to the real delay would double it.
+//!
+//! It also sets this node's clock off by an emulated offset ([`EmulatedClock`], `meridian
+//! wan --clock-offset-ms N --clock-dc D`), which the protocol, the transaction manager and
+//! the probes all read: the clock check of [`super::status::OffsetCheck`] exercised on
+//! real processes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use rand::Rng;
 use replication::DcId;
+
+use txn::{PhysicalClock, SystemClock};
 
 use super::topology::Link;
 
@@ -22,10 +31,24 @@ struct State {
     cut: BTreeSet<DcId>,
 }
 
-/// The emulated network between this node's DC and the others.
+/// The emulated network between this node's DC and the others, and the emulated offset
+/// of this node's clock (tests of the clock check on real processes).
 #[derive(Debug)]
 pub struct Wan {
     state: RwLock<State>,
+    clock_offset_us: AtomicI64,
+}
+
+/// This node's clock as the protocol and the probes read it: the system clock plus the
+/// emulated offset.
+pub struct EmulatedClock(pub Arc<Wan>);
+
+impl PhysicalClock for EmulatedClock {
+    fn now_micros(&self) -> u64 {
+        SystemClock
+            .now_micros()
+            .saturating_add_signed(self.0.clock_offset_us())
+    }
 }
 
 /// A description of the current settings, for `SHOW` and the admin command.
@@ -44,7 +67,17 @@ impl Wan {
                 pairs: BTreeMap::new(),
                 cut: BTreeSet::new(),
             }),
+            clock_offset_us: AtomicI64::new(0),
         }
+    }
+
+    /// How far this node's clock is set off the system clock (µs).
+    pub fn clock_offset_us(&self) -> i64 {
+        self.clock_offset_us.load(Ordering::Acquire)
+    }
+
+    pub fn set_clock_offset_us(&self, offset_us: i64) {
+        self.clock_offset_us.store(offset_us, Ordering::Release);
     }
 
     /// How long a message from `from` to `to` travels; None if it is lost.
