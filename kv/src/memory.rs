@@ -52,6 +52,18 @@ impl MemoryEngine {
         state.unsynced.clear();
     }
 
+    /// A copy of what a crash would leave (a backup of the disk, as of now).
+    pub fn snapshot(&self) -> MemoryEngine {
+        let durable = self.state.read().durable.clone();
+        MemoryEngine {
+            state: RwLock::new(State {
+                live: durable.clone(),
+                durable,
+                unsynced: Vec::new(),
+            }),
+        }
+    }
+
     /// Number of batches a crash would lose now.
     pub fn unsynced_batches(&self) -> usize {
         self.state.read().unsynced.len()

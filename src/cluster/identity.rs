@@ -156,6 +156,11 @@ impl Identity {
         })
     }
 
+    /// The DC this directory belongs to.
+    pub fn me(&self) -> DcId {
+        self.me
+    }
+
     /// What this node says of itself in `Hello`.
     pub fn claim(&self) -> Claim {
         Claim {

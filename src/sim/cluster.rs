@@ -52,6 +52,7 @@ use txn::{ClusterView, DriverTask, PhysicalClock, Transport, TxnManager};
 use super::executor::{Executor, SimClock, SimTime};
 use super::node::DurableState;
 use super::world::{decode_list, encode_list, user_key, Rng, RunConfig, RunResult};
+use crate::cluster::identity::Identity;
 use crate::cluster::status::OffsetCheck;
 use crate::elle::{Op, Status, TxnObs};
 
@@ -89,6 +90,9 @@ enum Fault {
     Skew(DcId),
     /// The DC's clock comes back to its normal offset.
     Unskew(DcId),
+    /// The DC's process dies and its disk is replaced, by an empty one or by an older
+    /// copy of itself (a backup restored): its restart must be refused.
+    Wipe(DcId),
 }
 
 /// An input of a DC's driver loop.
@@ -130,11 +134,17 @@ struct Running {
     inputs: mpsc::UnboundedSender<Input>,
     outbox: Arc<Mutex<Vec<Envelope>>>,
     offsets: Arc<Mutex<OffsetCheck>>,
+    identity: Arc<Identity>,
 }
 
 struct Dc {
     /// The disk: survives crashes; holds only what was synced.
     engine: Arc<MemoryEngine>,
+    /// A copy of the disk taken before one of its restarts (what a wipe may restore).
+    backup: Option<Arc<MemoryEngine>>,
+    /// The disk a wipe replaced: what the DC had made durable before the operator's
+    /// mistake still counts as having backed the commits it voted for.
+    wiped: Option<Arc<MemoryEngine>>,
     running: Option<Running>,
     incarnation: u32,
     sync_scheduled: bool,
@@ -206,6 +216,9 @@ pub struct Cluster {
     deaf: BTreeSet<DcId>,
     mute: BTreeSet<DcId>,
     skewed: BTreeSet<DcId>,
+    /// DCs whose restart their peers refused (a wiped or restored directory): down
+    /// for good, and left out of the final checks.
+    refused: BTreeSet<DcId>,
     clients: Vec<Client>,
     history: Rc<RefCell<Vec<TxnObs>>>,
     finished: Rc<RefCell<Vec<Finished>>>,
@@ -244,6 +257,8 @@ impl Cluster {
             })
             .map(|(clock_offset_us, clock)| Dc {
                 engine: Arc::new(MemoryEngine::new()),
+                backup: None,
+                wiped: None,
                 running: None,
                 incarnation: 0,
                 sync_scheduled: false,
@@ -276,6 +291,7 @@ impl Cluster {
             deaf: BTreeSet::new(),
             mute: BTreeSet::new(),
             skewed: BTreeSet::new(),
+            refused: BTreeSet::new(),
             clients,
             history: Rc::new(RefCell::new(Vec::new())),
             finished: Rc::new(RefCell::new(Vec::new())),
@@ -320,14 +336,31 @@ impl Cluster {
         )
     }
 
-    /// Starts DC `d`'s process on its disk, through the path a node takes.
-    fn boot(&mut self, d: DcId) {
+    /// Starts DC `d`'s process on its disk, through the path a node takes: its
+    /// identity first, checked with every running peer both ways (the `Hello` of
+    /// `cluster::transport`), then the driver and the transaction manager. False if a
+    /// peer refused it (the node stops at start).
+    fn boot(&mut self, d: DcId) -> bool {
         let config = self.protocol_config(d);
-        let dc = &mut self.dcs[usize::from(d)];
         let store = Arc::new(
-            Store::open_stepped(dc.engine.clone() as Arc<dyn Engine>)
+            Store::open_stepped(self.dcs[usize::from(d)].engine.clone() as Arc<dyn Engine>)
                 .expect("the in-memory engine opens"),
         );
+        let identity = Arc::new(
+            Identity::open(store.clone(), "sim", d, self.cfg.dcs)
+                .expect("a simulated directory belongs to its DC"),
+        );
+        for peer in self.dcs.iter().filter_map(|p| p.running.as_ref()) {
+            let peer_dc = peer.identity.me();
+            let checked = peer
+                .identity
+                .check_peer(d, identity.claim())
+                .and_then(|()| identity.check_peer(peer_dc, peer.identity.claim()));
+            if checked.is_err() {
+                return false;
+            }
+        }
+        let dc = &mut self.dcs[usize::from(d)];
         let clock = dc.clock.clone();
         let outbox = Arc::new(Mutex::new(Vec::new()));
         let offsets = Arc::new(Mutex::new(OffsetCheck::new(
@@ -356,14 +389,16 @@ impl Cluster {
             inputs,
             outbox,
             offsets,
+            identity,
         });
+        true
     }
 
     /// Runs the workload (with the nemesis if asked), heals everything, lets the
     /// protocol settle, and returns what was observed.
     pub fn run(mut self) -> RunResult {
         for d in 0..self.cfg.dcs as DcId {
-            self.boot(d);
+            assert!(self.boot(d), "a first start is accepted");
             let at = self.now() + self.rng.below(txn::driver::TICK.as_micros() as u64);
             self.schedule(at, Event::Tick(d));
         }
@@ -559,9 +594,28 @@ impl Cluster {
         match fault {
             Fault::Crash(d) => self.crash(d),
             Fault::Restart(d) => {
-                if self.down.remove(&d) {
-                    self.boot(d);
+                if self.refused.contains(&d) || !self.down.remove(&d) {
+                    return;
                 }
+                let dc = &mut self.dcs[usize::from(d)];
+                if dc.backup.is_none() && self.rng.chance(0.5) {
+                    dc.backup = Some(Arc::new(dc.engine.snapshot()));
+                }
+                if !self.boot(d) {
+                    // Down for good; the f it used stays used, so no more faults.
+                    self.down.insert(d);
+                    self.refused.insert(d);
+                    self.events.retain(|_, e| !matches!(e, Event::Fault(_)));
+                }
+            }
+            Fault::Wipe(d) => {
+                self.crash(d);
+                let dc = &mut self.dcs[usize::from(d)];
+                let replacement = match dc.backup.take() {
+                    Some(old) if self.rng.chance(0.5) => old,
+                    _ => Arc::new(MemoryEngine::new()),
+                };
+                dc.wiped = Some(std::mem::replace(&mut dc.engine, replacement));
             }
             Fault::Isolate(d) => {
                 self.isolated.insert(d);
@@ -683,11 +737,12 @@ impl Cluster {
                     } else {
                         t + (5 + self.rng.below(36)) * unit
                     };
-                    let (start, stop) = match self.rng.below(5) {
-                        0 => (Fault::Crash(d), Fault::Restart(d)),
-                        1 => (Fault::Isolate(d), Fault::Heal(d)),
-                        2 => (Fault::Deafen(d), Fault::Heal(d)),
-                        3 => (Fault::Mute(d), Fault::Heal(d)),
+                    let (start, stop) = match self.rng.below(21) {
+                        0 => (Fault::Wipe(d), Fault::Restart(d)),
+                        1..=4 => (Fault::Crash(d), Fault::Restart(d)),
+                        5..=8 => (Fault::Isolate(d), Fault::Heal(d)),
+                        9..=12 => (Fault::Deafen(d), Fault::Heal(d)),
+                        13..=16 => (Fault::Mute(d), Fault::Heal(d)),
                         _ => (Fault::Skew(d), Fault::Unskew(d)),
                     };
                     self.schedule(t, Event::Fault(start));
@@ -869,12 +924,25 @@ impl Cluster {
 
     /// At the moment of an acknowledgement, the commit's outcome was synced somewhere and
     /// a quorum of DCs durably backs it: they voted COMMIT and hold its record (or
-    /// retired it).
+    /// retired it) — on their disk, or on the disk a wipe replaced (that loss is the
+    /// fault, not the protocol's).
     fn check_durable(&mut self, origin: DcId, version: Version) {
-        let durable: Vec<DurableState> = self
+        let disks = |d: &Dc| {
+            d.wiped
+                .iter()
+                .chain([&d.engine])
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let durable: Vec<Vec<DurableState>> = self
             .dcs
             .iter()
-            .map(|d| DurableState::Meridian(load(&d.engine)))
+            .map(|d| {
+                disks(d)
+                    .iter()
+                    .map(|e| DurableState::Meridian(load(e)))
+                    .collect()
+            })
             .collect();
         let Some(&key) = self.committed_by_version.get(&version) else {
             self.violations.push(format!(
@@ -884,7 +952,7 @@ impl Cluster {
         };
         let voters = durable
             .iter()
-            .filter(|d| d.backs_commit(key, origin))
+            .filter(|disks| disks.iter().any(|d| d.backs_commit(key, origin)))
             .count();
         if voters < quorum(self.cfg.dcs) {
             self.violations.push(format!(
@@ -928,8 +996,15 @@ impl Cluster {
 
     fn finish(mut self) -> RunResult {
         let unanswered = self.clients.iter().filter(|c| c.current.is_some()).count();
-        let final_lists = self
+        // A refused DC is down for good: its disk is not the cluster's any more.
+        let kept: Vec<&Dc> = self
             .dcs
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| !self.refused.contains(&(*d as DcId)))
+            .map(|(_, dc)| dc)
+            .collect();
+        let final_lists = kept
             .iter()
             .map(|d| {
                 let store = MvccStore::new(d.engine.clone() as Arc<dyn Engine>);
@@ -941,8 +1016,7 @@ impl Cluster {
                     .collect()
             })
             .collect();
-        let durable: Vec<DurableState> = self
-            .dcs
+        let durable: Vec<DurableState> = kept
             .iter()
             .map(|d| DurableState::Meridian(load(&d.engine)))
             .collect();
