@@ -369,6 +369,22 @@ mod tests {
         }
     }
 
+    /// Found by the 2000-seed sweep: DC 0's clock jumped while one of its commits was
+    /// in its commit wait, which then ended early by the jumped clock; the ack came
+    /// before the version was past everywhere and a fresh read elsewhere missed it
+    /// (G-single-realtime). A commit whose node's clock is found off is not
+    /// acknowledged (its outcome is unknown to the client).
+    #[test]
+    fn a_clock_jump_during_a_commit_wait_does_not_acknowledge_it() {
+        let mut a = args(5, true, true, false);
+        a.wan_delay_ms = 20;
+        a.clock_skew_ms = 5;
+        a.txns = 200;
+        a.clients_per_dc = 4;
+        let r = one(&a, 900845);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+    }
+
     /// Clocks up to 0.5 s apart: commit wait (ε = the skew bound) holds each commit's
     /// acknowledgement until every clock has passed its version, so latency rises to
     /// about ε, and nothing is ordered against real time.

@@ -484,6 +484,19 @@ impl Shared {
                 let Some(pending) = self.clients.lock().remove(&reply.client) else {
                     continue;
                 };
+                // Commit wait ran on this node's clock; if that clock is now known to be
+                // off its peers', the wait proved nothing: the commit stands, but it is
+                // not acknowledged (the session learns its outcome is unknown).
+                if matches!(reply.result, ClientResult::Committed { .. }) {
+                    if let Some(why) = self.view.as_ref().and_then(|v| v.commit_refusal()) {
+                        tracing::warn!(
+                            client = reply.client,
+                            "a commit is not acknowledged: its commit wait ran on a clock \
+                             found off: {why}"
+                        );
+                        continue;
+                    }
+                }
                 let protocol_us = pending.taken.elapsed().as_micros() as u64;
                 let answer = match reply.result {
                     ClientResult::Committed {
