@@ -8,7 +8,7 @@
 #      a subset with MERIDIAN_SLT_QUICK=1) against a node the binary starts on a free port;
 #      records listed in sqllogic/known-failures.txt (features not built yet) may fail,
 #      any other failure, or a listed record that passes, fails the step
-#   5. `meridian sim`: the cross-DC commit protocol over a few hundred seeded runs with faults
+#   5. `meridian sim`: the production stack over 800 seeded runs with faults
 #   6. `meridian jepsen`: a 3-DC cluster of real processes under kills, pauses and
 #      partitions, list-append and bank workloads over the wire, histories checked
 #   7. scripts/soak.sh: 3 minutes of load from every DC of a 3-DC cluster at 10 ms,
