@@ -236,21 +236,7 @@ async fn a_dc_restarted_from_an_empty_or_older_directory_is_refused() {
     let backup = dir.path().join("dc2.backup");
     copy_dir(&own, &backup);
     std::fs::rename(&own, &kept).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("node")
-        .arg("--cluster")
-        .arg(dir.path().join("cluster.toml"))
-        .args(["--dc", "2"])
-        .arg("--data-dir")
-        .arg(&own)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "an empty directory was accepted: {stderr}"
-    );
+    let stderr = start_refused(&dir.path().join("cluster.toml"), 2, &own);
     assert!(
         stderr.contains("its cluster knows another") && stderr.contains("another data directory"),
         "{stderr}"
@@ -274,22 +260,33 @@ async fn a_dc_restarted_from_an_empty_or_older_directory_is_refused() {
     // start) is refused as well: it has lost what DC 2 promised since.
     std::fs::remove_dir_all(&own).unwrap();
     std::fs::rename(&backup, &own).unwrap();
+    let stderr = start_refused(&dir.path().join("cluster.toml"), 2, &own);
+    assert!(stderr.contains("older copy"), "{stderr}");
+}
+
+/// Runs `meridian wan --cluster CLUSTER ARGS…`, which must succeed; returns its output.
+fn meridian_wan(cluster: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("node")
+        .arg("wan")
         .arg("--cluster")
-        .arg(dir.path().join("cluster.toml"))
-        .args(["--dc", "2"])
-        .arg("--data-dir")
-        .arg(&own)
-        .env("RUST_LOG", "warn")
+        .arg(cluster)
+        .args(args)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success(),
-        "an older copy was accepted: {stderr}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stderr.contains("older copy"), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts DC `dc`'s node on `data_dir`, which must refuse to start; returns its stderr.
+fn start_refused(cluster: &Path, dc: usize, data_dir: &Path) -> String {
+    let out = node_command(cluster, dc, data_dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the node started: {stderr}");
+    stderr
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -367,21 +364,7 @@ async fn every_dc_serves_sql_and_sees_commits_acknowledged_in_another() {
 
     // The emulated WAN grows past what the timers were set for at start (the vote
     // floors' lag above all): the nodes retime and commits go on.
-    let wan = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .arg("wan")
-            .arg("--cluster")
-            .arg(dir.path().join("cluster.toml"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let wan = |args: &[&str]| meridian_wan(&dir.path().join("cluster.toml"), args);
     wan(&["--delay-ms", "70"]);
     std::thread::sleep(Duration::from_millis(200));
     tokyo
@@ -581,15 +564,22 @@ fn certificates(dir: &Path, ca: &str, names: &[&str]) {
     }
 }
 
-fn start_node(cluster: &Path, dc: usize, data_dir: &Path, sql: &str) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+/// `meridian node` for DC `dc` of `cluster` on `data_dir`, logging warnings.
+fn node_command(cluster: &Path, dc: usize, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    command
         .arg("node")
         .arg("--cluster")
         .arg(cluster)
         .args(["--dc", &dc.to_string()])
         .arg("--data-dir")
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn start_node(cluster: &Path, dc: usize, data_dir: &Path, sql: &str) -> Child {
+    let child = node_command(cluster, dc, data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -710,18 +700,8 @@ async fn a_dc_whose_clock_is_off_stops_coordinating_and_the_others_go_on() {
     .await
     .unwrap();
     let clock = |offset: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .arg("wan")
-            .arg("--cluster")
-            .arg(dir.path().join("cluster.toml"))
-            .args(["--clock-offset-ms", offset, "--clock-dc", "2"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = ["--clock-offset-ms", offset, "--clock-dc", "2"];
+        meridian_wan(&dir.path().join("cluster.toml"), &args);
     };
     let update = "UPDATE t SET v = v + 1 WHERE k = 1";
     clock("400");

@@ -51,7 +51,10 @@ use txn::{ClusterView, DriverTask, PhysicalClock, Transport, TxnManager};
 
 use super::executor::{Executor, SimClock, SimTime};
 use super::node::DurableState;
-use super::world::{decode_list, encode_list, user_key, Rng, RunConfig, RunResult};
+use super::world::{
+    decode_list, deliveries, encode_list, fault_windows, pick_keys, user_key, Rng, RunConfig,
+    RunResult,
+};
 use crate::cluster::identity::Identity;
 use crate::cluster::status::OffsetCheck;
 use crate::elle::{Op, Status, TxnObs};
@@ -526,17 +529,11 @@ impl Cluster {
     }
 
     fn send(&mut self, env: Envelope) {
-        if self.rng.chance(self.loss) {
-            return;
-        }
-        let copies = if self.rng.chance(self.duplication) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let wan = self.cfg.wan_delay_us;
-            let at = self.now() + wan + self.rng.below(wan / 10 + 1);
+        let (network, now) = (
+            (self.loss, self.duplication, self.cfg.wan_delay_us),
+            self.now(),
+        );
+        for at in deliveries(&mut self.rng, network, now) {
             self.schedule(at, Event::Deliver(env.clone()));
         }
     }
@@ -714,7 +711,6 @@ impl Cluster {
     }
 
     fn schedule_nemesis(&mut self, deadline: u64) {
-        let f = (self.cfg.dcs - 1) / 2;
         let wan = self.wan();
         // Fault windows are measured in units of the WAN delay or a twelfth of the
         // recovery timeout, whichever is longer, so faults outlast the protocol's
@@ -722,35 +718,29 @@ impl Cluster {
         // muteness) for 5–40 units; one in eight is a long outage of 10–30 s. At most
         // f DCs are out at once.
         let unit = wan.max(self.protocol_config(0).recovery_us / 12);
-        let mut t = self.now() + 10 * wan;
-        let mut busy: Vec<(u64, DcId)> = Vec::new();
         let horizon = self.now()
             + (self.cfg.txns as u64 * 30 * wan) / self.clients.len().max(1) as u64
             + 20 * unit;
-        while t < horizon.min(deadline) {
-            busy.retain(|(end, _)| *end > t);
-            if busy.len() < f {
-                let d = self.rng.below(self.cfg.dcs as u64) as DcId;
-                if !busy.iter().any(|(_, b)| *b == d) {
-                    let end = if self.rng.chance(0.125) {
-                        t + 10_000_000 + self.rng.below(20_000_000)
-                    } else {
-                        t + (5 + self.rng.below(36)) * unit
-                    };
-                    let (start, stop) = match self.rng.below(21) {
-                        0 => (Fault::Wipe(d), Fault::Restart(d)),
-                        1..=4 => (Fault::Crash(d), Fault::Restart(d)),
-                        5..=8 => (Fault::Isolate(d), Fault::Heal(d)),
-                        9..=12 => (Fault::Deafen(d), Fault::Heal(d)),
-                        13..=16 => (Fault::Mute(d), Fault::Heal(d)),
-                        _ => (Fault::Skew(d), Fault::Unskew(d)),
-                    };
-                    self.schedule(t, Event::Fault(start));
-                    self.schedule(end, Event::Fault(stop));
-                    busy.push((end, d));
-                }
-            }
-            t += (2 + self.rng.below(20)) * unit;
+        let span = (self.now() + 10 * wan, horizon.min(deadline));
+        let windows = fault_windows(&mut self.rng, self.cfg.dcs, span, unit, |rng, t| {
+            let end = if rng.chance(0.125) {
+                t + 10_000_000 + rng.below(20_000_000)
+            } else {
+                t + (5 + rng.below(36)) * unit
+            };
+            (end, rng.below(21))
+        });
+        for (t, end, d, kind) in windows {
+            let (start, stop) = match kind {
+                0 => (Fault::Wipe(d), Fault::Restart(d)),
+                1..=4 => (Fault::Crash(d), Fault::Restart(d)),
+                5..=8 => (Fault::Isolate(d), Fault::Heal(d)),
+                9..=12 => (Fault::Deafen(d), Fault::Heal(d)),
+                13..=16 => (Fault::Mute(d), Fault::Heal(d)),
+                _ => (Fault::Skew(d), Fault::Unskew(d)),
+            };
+            self.schedule(t, Event::Fault(start));
+            self.schedule(end, Event::Fault(stop));
         }
     }
 
@@ -854,21 +844,7 @@ impl Cluster {
     /// rest read at their snapshot, read locked, or append, with 0–2 ms between
     /// statements.
     fn plan(&mut self, dc: DcId) -> Plan {
-        let count = 1 + self.rng.below(3) as usize;
-        // With local placement, only keys k with k mod D = the client's DC.
-        let (stride, first) = if self.cfg.local_placement {
-            (self.cfg.dcs as u64, u64::from(dc))
-        } else {
-            (1, 0)
-        };
-        let choices = (self.cfg.keys - first).div_ceil(stride);
-        let mut keys: Vec<u64> = Vec::new();
-        while keys.len() < count.min(choices as usize) {
-            let k = first + stride * self.rng.below(choices);
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
+        let keys = pick_keys(&mut self.rng, &self.cfg, dc);
         let fresh = self.rng.chance(0.1);
         let statements = keys
             .into_iter()

@@ -363,18 +363,8 @@ impl World {
     }
 
     fn send(&mut self, env: Wire) {
-        if self.rng.chance(self.loss) {
-            return;
-        }
-        let copies = if self.rng.chance(self.duplication) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let wan = self.cfg.wan_delay_us;
-            let jitter = self.rng.below(wan / 10 + 1);
-            let at = self.now + wan + jitter;
+        let network = (self.loss, self.duplication, self.cfg.wan_delay_us);
+        for at in deliveries(&mut self.rng, network, self.now) {
             self.schedule(at, Event::Deliver(env.clone()));
         }
     }
@@ -409,32 +399,23 @@ impl World {
     }
 
     fn schedule_nemesis(&mut self, deadline: u64) {
-        let f = (self.cfg.dcs - 1) / 2;
         let wan = self.cfg.wan_delay_us.max(1_000);
-        // Fault windows: each takes one DC out (crash or isolation) for 5–40 WAN delays;
-        // at most f DCs are out at once.
-        let mut t = self.now + 10 * wan;
-        let mut busy: Vec<(u64, DcId)> = Vec::new();
+        // Fault windows: each takes one DC out (crash or isolation) for 5–40 WAN delays.
         let horizon = self.now
             + (self.cfg.txns as u64 * 30 * wan) / self.clients.len().max(1) as u64
             + 20 * wan;
-        while t < horizon.min(deadline) {
-            busy.retain(|(end, _)| *end > t);
-            if busy.len() < f {
-                let d = self.rng.below(self.cfg.dcs as u64) as DcId;
-                if !busy.iter().any(|(_, b)| *b == d) {
-                    let end = t + (5 + self.rng.below(36)) * wan;
-                    if self.rng.chance(0.5) {
-                        self.schedule(t, Event::Crash(d));
-                        self.schedule(end, Event::Restart(d));
-                    } else {
-                        self.schedule(t, Event::Isolate(d));
-                        self.schedule(end, Event::Heal(d));
-                    }
-                    busy.push((end, d));
-                }
+        let span = (self.now + 10 * wan, horizon.min(deadline));
+        let windows = fault_windows(&mut self.rng, self.cfg.dcs, span, wan, |rng, t| {
+            (t + (5 + rng.below(36)) * wan, rng.chance(0.5))
+        });
+        for (t, end, d, crash) in windows {
+            if crash {
+                self.schedule(t, Event::Crash(d));
+                self.schedule(end, Event::Restart(d));
+            } else {
+                self.schedule(t, Event::Isolate(d));
+                self.schedule(end, Event::Heal(d));
             }
-            t += (2 + self.rng.below(20)) * wan;
         }
     }
 
@@ -451,20 +432,7 @@ impl World {
             return;
         }
         self.issued += 1;
-        let ops_count = 1 + self.rng.below(3) as usize;
-        let (stride, first) = if self.cfg.local_placement {
-            (self.cfg.dcs as u64, u64::from(dc))
-        } else {
-            (1, 0)
-        };
-        let choices = (self.cfg.keys - first).div_ceil(stride);
-        let mut keys: Vec<u64> = Vec::new();
-        while keys.len() < ops_count.min(choices as usize) {
-            let k = first + stride * self.rng.below(choices);
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
+        let keys = pick_keys(&mut self.rng, &self.cfg, dc);
         let store = self.dcs[usize::from(dc)].store.clone();
         let mut ops = Vec::new();
         let mut reads = Vec::new();
@@ -595,6 +563,67 @@ impl World {
 fn settle_time(cfg: &RunConfig) -> u64 {
     let wan = cfg.wan_delay_us.max(1_000);
     4 * ((20 + 6 * cfg.dcs as u64) * wan + 8 * wan)
+}
+
+/// A nemesis's fault windows from `span.0` until `span.1`: every 2–21 `unit`s a window
+/// on a random DC not already out, while fewer than f = (D − 1)/2 are out; `window`
+/// draws each window's end and kind from its start. Returns (start, end, DC, kind).
+pub fn fault_windows<K>(
+    rng: &mut Rng,
+    dcs: usize,
+    (from, until): (u64, u64),
+    unit: u64,
+    mut window: impl FnMut(&mut Rng, u64) -> (u64, K),
+) -> Vec<(u64, u64, DcId, K)> {
+    let f = (dcs - 1) / 2;
+    let mut t = from;
+    let mut busy: Vec<(u64, DcId)> = Vec::new();
+    let mut windows = Vec::new();
+    while t < until {
+        busy.retain(|(end, _)| *end > t);
+        if busy.len() < f {
+            let d = rng.below(dcs as u64) as DcId;
+            if !busy.iter().any(|(_, b)| *b == d) {
+                let (end, kind) = window(rng, t);
+                windows.push((t, end, d, kind));
+                busy.push((end, d));
+            }
+        }
+        t += (2 + rng.below(20)) * unit;
+    }
+    windows
+}
+
+/// When a message sent at `now` arrives over a network of (loss rate, duplication rate,
+/// one-way delay µs, 10% jitter): never, once, or twice.
+pub fn deliveries(rng: &mut Rng, (loss, duplication, wan): (f64, f64, u64), now: u64) -> Vec<u64> {
+    if rng.chance(loss) {
+        return Vec::new();
+    }
+    let copies = if rng.chance(duplication) { 2 } else { 1 };
+    (0..copies)
+        .map(|_| now + wan + rng.below(wan / 10 + 1))
+        .collect()
+}
+
+/// A transaction's 1–3 distinct keys; with local placement only keys k with k mod D =
+/// the client's DC.
+pub fn pick_keys(rng: &mut Rng, cfg: &RunConfig, dc: DcId) -> Vec<u64> {
+    let count = 1 + rng.below(3) as usize;
+    let (stride, first) = if cfg.local_placement {
+        (cfg.dcs as u64, u64::from(dc))
+    } else {
+        (1, 0)
+    };
+    let choices = (cfg.keys - first).div_ceil(stride);
+    let mut keys: Vec<u64> = Vec::new();
+    while keys.len() < count.min(choices as usize) {
+        let k = first + stride * rng.below(choices);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
 }
 
 pub fn user_key(k: u64) -> Vec<u8> {
