@@ -599,10 +599,23 @@ impl Cluster {
                     dc.backup = Some(Arc::new(dc.engine.snapshot()));
                 }
                 if !self.boot(d) {
-                    // Down for good; the f it used stays used, so no more faults.
+                    // Down for good; the f it used stays used, so no new faults start
+                    // (those under way still end).
                     self.down.insert(d);
                     self.refused.insert(d);
-                    self.events.retain(|_, e| !matches!(e, Event::Fault(_)));
+                    self.events.retain(|_, e| {
+                        !matches!(
+                            e,
+                            Event::Fault(
+                                Fault::Crash(_)
+                                    | Fault::Isolate(_)
+                                    | Fault::Deafen(_)
+                                    | Fault::Mute(_)
+                                    | Fault::Skew(_)
+                                    | Fault::Wipe(_)
+                            )
+                        )
+                    });
                 }
             }
             Fault::Wipe(d) => {
