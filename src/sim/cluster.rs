@@ -22,16 +22,18 @@
 //! its committer queue (an unsynced write is lost), and the restart opens a new store and
 //! driver on the same engine. Faults: message loss and duplication, crashes, isolation
 //! both ways, one-way partitions (a DC that hears nothing, or whose messages are lost),
-//! and clock jumps beyond the offset bound ε. Every DC probes its peers every 100 ms as
-//! a node does, and the node's rule ([`OffsetCheck`]) decides whether it may coordinate
-//! commits and serve fresh reads; a jump is probed at once (a real node sees it within
-//! a probe period, and acts on the old bound until then).
+//! clock jumps beyond the offset bound ε, and disks wiped or replaced by an older copy
+//! (the restart goes through the production identity check, which must refuse it; the
+//! DC then stays down and is left out of the final checks). Every DC probes its peers
+//! every 100 ms as a node does, and the node's rule ([`OffsetCheck`]) decides whether it
+//! may coordinate commits and serve fresh reads; a jump is probed at once (a real node
+//! sees it within a probe period, and acts on the old bound until then).
 //!
 //! Checked while running (besides the final checks of [`super::verify`]): agreement on
 //! every outcome as it is synced, a quorum of durable COMMIT votes behind every
-//! acknowledged write, the complete-point invariant (§7.6), and progress — while the
-//! workload runs, some transaction commits in every window of [`RunConfig`]'s progress
-//! bound, checked every simulated second.
+//! acknowledged write, the complete-point invariant (§7.6), and progress — while a DC
+//! that is up and connected has work, some transaction commits within the settling
+//! bound (a recovery round with room for retries), checked every simulated second.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
