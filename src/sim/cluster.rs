@@ -669,17 +669,20 @@ impl Cluster {
         }
     }
 
+    /// Whether DC `d` is up and its links work both ways.
+    fn reachable(&self, d: DcId) -> bool {
+        !self.down.contains(&d)
+            && !self.isolated.contains(&d)
+            && !self.deaf.contains(&d)
+            && !self.mute.contains(&d)
+    }
+
     /// Every running DC probes every peer it can reach both ways, as a node's transport
     /// does: the round trip is two simulated delays, the offset the peer's clock minus
     /// its own (read at the same simulated instant, so exact).
     fn probe(&mut self) {
         let now = self.now();
-        let reachable = |d: &DcId| {
-            !self.down.contains(d)
-                && !self.isolated.contains(d)
-                && !self.deaf.contains(d)
-                && !self.mute.contains(d)
-        };
+        let reachable = |d: &DcId| self.reachable(*d);
         for i in 0..self.cfg.dcs as DcId {
             if !reachable(&i) {
                 continue;
@@ -766,13 +769,7 @@ impl Cluster {
         if self.workload_done {
             return;
         }
-        let able = |d: &DcId| {
-            !self.down.contains(d)
-                && !self.isolated.contains(d)
-                && !self.deaf.contains(d)
-                && !self.mute.contains(d)
-                && !self.skewed.contains(d)
-        };
+        let able = |d: &DcId| self.reachable(*d) && !self.skewed.contains(d);
         let busy: Vec<(usize, Phase)> = self
             .clients
             .iter()
@@ -897,12 +894,7 @@ impl Cluster {
             if let Some(delays) = f.wan_delays {
                 self.commits.push((delays, latency));
             }
-            if !self.down.is_empty()
-                || !self.isolated.is_empty()
-                || !self.deaf.is_empty()
-                || !self.mute.is_empty()
-                || !self.skewed.is_empty()
-            {
+            if (0..self.cfg.dcs as DcId).any(|d| !self.reachable(d) || self.skewed.contains(&d)) {
                 self.committed_during_faults += 1;
             }
             if let Some(version) = f.version {

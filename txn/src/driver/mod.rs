@@ -471,6 +471,8 @@ impl Shared {
 
     /// Publishes complete points, sends messages and answers sessions (all durable).
     fn carry_out(&self, outputs: Vec<Output>) {
+        // Asked once per release, and only if something committed.
+        let mut clock_refusal: Option<Option<String>> = None;
         for out in outputs {
             if let Some(complete) = out.complete {
                 self.publish(complete);
@@ -488,7 +490,9 @@ impl Shared {
                 // off its peers', the wait proved nothing: the commit stands, but it is
                 // not acknowledged (the session learns its outcome is unknown).
                 if matches!(reply.result, ClientResult::Committed { .. }) {
-                    if let Some(why) = self.view.as_ref().and_then(|v| v.commit_refusal()) {
+                    let refusal = clock_refusal
+                        .get_or_insert_with(|| self.view.as_ref().and_then(|v| v.commit_refusal()));
+                    if let Some(why) = refusal {
                         tracing::warn!(
                             client = reply.client,
                             "a commit is not acknowledged: its commit wait ran on a clock \
