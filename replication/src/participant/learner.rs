@@ -69,8 +69,12 @@ impl Participant {
                 self.broadcast(Msg::FetchRecord { txn: key }, out);
                 return;
             };
+            let version = record.version;
             self.committed.add(record);
-            out.apply.push((record.version, record.writes.clone()));
+            out.apply.push((version, record.writes.clone()));
+            // A version kept without absorbing it (from beyond the clock bound) that
+            // committed all the same: later versions issued here must be above it.
+            self.durable.observe(version);
         }
         self.durable.outcomes.insert(key, outcome);
         self.durable.mark(Slot::Outcome(key));

@@ -128,6 +128,10 @@ pub struct Gauges {
     pub complete: Version,
 }
 
+/// How far past now + ε a record's version may be before it counts as issued by a clock
+/// that is off (§1.2): room for the HLC's microsecond steps past observed values.
+pub const FUTURE_SLACK_US: u64 = 1_000;
+
 /// A local client's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -545,16 +549,28 @@ impl Participant {
     }
 
     /// Keeps a record (durably) and absorbs its version into the HLC, so versions this
-    /// DC issues later are above it.
+    /// DC issues later are above it — unless the version is from beyond the clock bound
+    /// ([`Participant::is_beyond_the_clock_bound`]): such a record is voted ABORT, and its
+    /// version is absorbed only if it commits all the same (when it is applied).
     fn keep_record(&mut self, record: Record) {
-        if self.durable.hlc.observe(record.version) {
-            self.durable.mark(Slot::Meta);
+        if !self.is_beyond_the_clock_bound(record.version) {
+            self.durable.observe(record.version);
         }
         let key = record.key;
         if let std::collections::btree_map::Entry::Vacant(e) = self.durable.records.entry(key) {
             e.insert(record);
             self.durable.mark(Slot::Record(key));
         }
+    }
+
+    /// Whether `version` is further ahead of this DC's clock than any DC within the
+    /// clock bound can issue: physical time above now + ε + [`FUTURE_SLACK_US`]. Every
+    /// correct clock issues at most its reading (plus the HLC's microsecond steps past
+    /// what it observed), so such a version comes from a clock that is off, and
+    /// absorbing it would drag this DC's HLC — and every commit wait after it — forward.
+    fn is_beyond_the_clock_bound(&self, version: Version) -> bool {
+        self.cfg.dcs > 1
+            && DcClock::physical(version) > self.now + self.cfg.clock_bound_us + FUTURE_SLACK_US
     }
 
     /// The next HLC value above `above`, tagged with this DC's id in the low 8 bits.

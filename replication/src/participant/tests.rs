@@ -577,3 +577,70 @@ fn a_restarted_dc_still_sees_the_writes_it_retired() {
         "the restarted DC voted {votes:?} on a read that missed a committed write"
     );
 }
+
+/// A record whose version is further ahead of this DC's clock than ε (plus the HLC's
+/// slack) comes from a clock that is off: it is voted ABORT and its version is not
+/// absorbed, so one bad clock cannot drag every HLC (and every commit wait) forward.
+/// If such a record commits anyway (a majority's clocks agree with it: this DC is the
+/// one behind), its version is absorbed when it is applied.
+#[test]
+fn a_record_from_beyond_the_clock_bound_is_voted_abort_and_not_absorbed() {
+    let mut net = Net::new(3, LearnRule::Conservative);
+    net.run(net.now + 10 * UNIT);
+    let record = |seq: u64, version: Version| Record {
+        key: key(0, seq),
+        txn: seq,
+        version,
+        reads: Vec::new(),
+        writes: vec![(format!("x{seq}").into_bytes(), Some(b"v".to_vec()))],
+    };
+    let receive = |p: &mut Participant, now: u64, record: Record| {
+        p.receive(
+            now,
+            Envelope {
+                from: 0,
+                to: 1,
+                depth: 1,
+                msg: Msg::Record { record },
+            },
+        )
+    };
+    let now = net.now;
+    let p = net.dcs[1].as_mut().unwrap();
+    let before = p.durable().hlc.last();
+    let far = DcClock::latest_at(now + 50 * UNIT);
+    let _ = receive(p, now, record(1, far));
+    assert_eq!(p.durable().own_votes().get(&key(0, 1)), Some(&Vote::Abort));
+    assert_eq!(
+        p.durable().hlc.last(),
+        before,
+        "a far-future version is not absorbed"
+    );
+
+    // Within the bound (ε = 0 here, so the slack alone): voted on and absorbed.
+    let near = DcClock::latest_at(now + FUTURE_SLACK_US / 2);
+    let _ = receive(p, now, record(2, near));
+    assert_eq!(p.durable().own_votes().get(&key(0, 2)), Some(&Vote::Commit));
+    assert_eq!(p.durable().hlc.last(), near);
+
+    // Decided COMMIT elsewhere: applied here, and then absorbed.
+    let out = p.receive(
+        now,
+        Envelope {
+            from: 0,
+            to: 1,
+            depth: 2,
+            msg: Msg::Decision {
+                txn: key(0, 1),
+                outcome: Outcome::Committed { version: far },
+                record: None,
+            },
+        },
+    );
+    assert!(
+        out.apply.iter().any(|(v, _)| *v == far),
+        "the committed record is applied: {:?}",
+        out.apply
+    );
+    assert_eq!(p.durable().hlc.last(), far);
+}

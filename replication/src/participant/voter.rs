@@ -27,6 +27,11 @@ impl Participant {
             self.cast_own_vote(key, Vote::Abort, out);
             return;
         }
+        if self.is_beyond_the_clock_bound(record.version) {
+            // C0': issued by a clock ahead of this one by more than ε.
+            self.cast_own_vote(key, Vote::Abort, out);
+            return;
+        }
         match self.verdict(&record, Checker::Remote) {
             Verdict::Commit => self.cast_own_vote(key, Vote::Commit, out),
             Verdict::Abort(_) => self.cast_own_vote(key, Vote::Abort, out),
