@@ -390,6 +390,10 @@ mod tests {
         fn write(&self, _: &WriteBatch, _: bool) -> Result<()> {
             Err(Error::Io("fdatasync: EIO".into()))
         }
+
+        fn export(&self, _: &[u8], _: &[u8], _: &mut crate::ExportSink<'_>) -> Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod shard;
 pub mod store;
 
 pub use committer::{CommitterStats, GroupCommitter};
-pub use engine::{Engine, WriteBatch};
+pub use engine::{Engine, ExportSink, WriteBatch};
 pub use error::{Error, Result};
 pub use memory::MemoryEngine;
 pub use mvcc::gc::{GcCursor, GcPass};

@@ -19,7 +19,7 @@ use rocksdb::{
     BlockBasedOptions, Cache, DBCompressionType, Options, ReadOptions, WriteOptions, DB,
 };
 
-use crate::engine::{Engine, WriteBatch};
+use crate::engine::{Engine, ExportSink, WriteBatch};
 use crate::error::Result;
 
 const MIB: usize = 1024 * 1024;
@@ -126,6 +126,20 @@ impl Engine for RocksEngine {
         }
         iter.status()?;
         Ok(rows)
+    }
+
+    fn export(&self, start: &[u8], end: &[u8], sink: &mut ExportSink<'_>) -> Result<()> {
+        let snapshot = self.db.snapshot();
+        let mut read_opts = ReadOptions::default();
+        read_opts.set_iterate_upper_bound(end);
+        let mut iter = snapshot.raw_iterator_opt(read_opts);
+        iter.seek(start);
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            sink(key, value)?;
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
     }
 
     fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {

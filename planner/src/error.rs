@@ -106,6 +106,7 @@ impl From<txn::Error> for Error {
             txn::Error::WriteSetTooLarge { .. } => {
                 Error::new(sqlstate::OUT_OF_MEMORY, format!("out of memory: {e}"))
             }
+            txn::Error::Rejoin(_) => Error::new(sqlstate::SYSTEM_ERROR, e.to_string()),
             txn::Error::ClockOffset(_) => Error::new(sqlstate::SYSTEM_ERROR, e.to_string())
                 .with_detail("Nothing was written; retry once the clocks agree again."),
             txn::Error::OutcomeUnknown => {

@@ -57,16 +57,26 @@ pub(crate) struct CompletePoint {
 impl CompletePoint {
     /// The bookkeeping of DC `me` of `dcs`, where `retired[e]` attempts of origin e are
     /// decided and applied already (missing entries: none).
-    pub(crate) fn new(dcs: usize, me: DcId, retired: &[u64]) -> CompletePoint {
+    /// `fence[e]`: attempts of e numbered below it may have been voted COMMIT by a
+    /// previous incarnation of this DC (§7.7), so this DC's announcements count them
+    /// as voted: a DC that counts its floor must know their outcomes first.
+    pub(crate) fn new(dcs: usize, me: DcId, retired: &[u64], fence: &[u64]) -> CompletePoint {
         let prefix: Vec<u64> = (0..dcs)
             .map(|e| retired.get(e).copied().unwrap_or(0))
+            .collect();
+        let voted_upto: Vec<u64> = (0..dcs)
+            .map(|e| fence.get(e).map_or(0, |f| f.saturating_sub(1)))
             .collect();
         CompletePoint {
             me,
             announced: vec![None; dcs],
-            known: prefix.clone(),
+            known: prefix
+                .iter()
+                .zip(&voted_upto)
+                .map(|(p, m)| (*p).max(*m))
+                .collect(),
             prefix,
-            voted_upto: vec![0; dcs],
+            voted_upto,
             unfloored: BTreeMap::new(),
             complete: 0,
         }
@@ -124,6 +134,19 @@ impl CompletePoint {
     /// Per origin: the outcomes of attempts 1..=n are all known here.
     pub(crate) fn prefix(&self, origin: DcId) -> u64 {
         self.prefix[usize::from(origin)]
+    }
+
+    /// The highest attempt number of `origin` heard of.
+    pub(crate) fn known(&self, origin: DcId) -> u64 {
+        self.known.get(usize::from(origin)).copied().unwrap_or(0)
+    }
+
+    /// The highest floor DC `dc` announced (0: none heard).
+    pub(crate) fn announced_floor(&self, dc: DcId) -> Version {
+        self.announced
+            .get(usize::from(dc))
+            .and_then(|c| c.as_ref())
+            .map_or(0, |c| c.floor)
     }
 
     /// Some message named `key`: the origin's attempts up to it exist.
@@ -197,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_floor_counts_only_once_the_votes_below_it_are_resolved_here() {
-        let mut h = CompletePoint::new(3, 0, &[]);
+        let mut h = CompletePoint::new(3, 0, &[], &[]);
         let mut outcomes = BTreeMap::new();
         for (k, version) in [(key(1, 1), 100), (key(1, 2), 300)] {
             h.heard_of(k);
@@ -232,7 +255,7 @@ mod tests {
 
     #[test]
     fn announced_votes_reveal_gaps() {
-        let mut h = CompletePoint::new(3, 0, &[]);
+        let mut h = CompletePoint::new(3, 0, &[], &[]);
         h.heard_of(key(2, 3));
         h.announced(
             1,

@@ -35,6 +35,9 @@ pub enum DurableEntry {
     /// A key's newest version written by a retired committed attempt (several DCs):
     /// what the committed index keeps of it, rebuilt from these at restart.
     RetiredWrite(Vec<u8>, Version),
+    /// Per origin: attempts below this number belong to a previous incarnation of this
+    /// DC's directory, which a state transfer replaced ([`Durable::rebuilt`]).
+    Fence(Vec<u64>),
 }
 
 impl DurableEntry {
@@ -43,6 +46,7 @@ impl DurableEntry {
         let (tag, key, voter) = match self {
             DurableEntry::Meta { .. } => return vec![b'm'],
             DurableEntry::Retired(_) => return vec![b'x'],
+            DurableEntry::Fence(_) => return vec![b'f'],
             DurableEntry::RetiredWrite(key, _) => {
                 let mut buf = vec![b'w'];
                 buf.extend_from_slice(key);
@@ -91,6 +95,23 @@ impl Slot {
     }
 }
 
+/// What one DC tells a DC that rejoins by state transfer (docs/protocol.md §7.7),
+/// made durable before it is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejoinFacts {
+    /// The DC answering.
+    pub from: DcId,
+    /// Its attempts numbered below this were shipped before the rejoin (the rejoining
+    /// DC takes no part in them).
+    pub fence: u64,
+    /// The highest attempt number of the rejoining DC it holds anything of.
+    pub highest_of_rejoiner: u64,
+    /// The highest floor it heard the rejoining DC announce.
+    pub floor_of_rejoiner: Version,
+    /// Its clock's high-water.
+    pub hlc: Version,
+}
+
 /// The state a crash does not lose.
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
@@ -109,6 +130,10 @@ pub struct Durable {
     /// Per key, the newest version a retired committed attempt wrote (several DCs only;
     /// bounded by the keyspace, as the committed index is).
     pub(crate) retired_writes: BTreeMap<Vec<u8>, Version>,
+    /// Per origin: attempts numbered below this were seen (perhaps voted on, accepted,
+    /// recovered) by a previous incarnation of this DC whose state was lost; this one
+    /// takes no part in them but learns their outcomes (empty: no rejoin).
+    pub(crate) fence: Vec<u64>,
     /// Keys of `retired_writes` changed and not yet handed out.
     dirty_writes: BTreeSet<Vec<u8>>,
     /// Slots changed and not yet handed out as entries.
@@ -164,6 +189,7 @@ impl Durable {
                 DurableEntry::RetiredWrite(k, v) => {
                     d.retired_writes.insert(k, v);
                 }
+                DurableEntry::Fence(f) => d.fence = f,
             }
         }
         // A retirement deletes its slots in the batch that persists it; this only
@@ -211,6 +237,88 @@ impl Durable {
     /// The vote floor F.
     pub fn floor(&self) -> Version {
         self.floor
+    }
+
+    /// Whether `key` belongs to a previous incarnation of this DC (see `fence`).
+    pub fn is_fenced(&self, key: TxnKey) -> bool {
+        self.fence
+            .get(usize::from(key.origin))
+            .is_some_and(|f| key.seq < *f)
+    }
+
+    /// The highest attempt number of `origin` this DC holds anything of.
+    pub fn highest_known(&self, origin: DcId) -> u64 {
+        let retired = self.retired.get(usize::from(origin)).copied().unwrap_or(0);
+        let mut known = self.known().into_iter().filter(|k| k.origin == origin);
+        retired.max(known.next_back().map_or(0, |k| k.seq))
+    }
+
+    /// The state of DC `me` rebuilt from a donor's copy (`self`) by a state transfer
+    /// (docs/protocol.md §7.7), with the answers of every other DC (`facts`, the donor's
+    /// among them). What the donor learned stays: records, outcomes, retired attempts
+    /// and their newest writes (the store copied with it holds their writes). What was
+    /// the donor's own goes: its votes and acceptor states. What the lost directory
+    /// promised is fenced: every attempt a previous incarnation of `me` could have
+    /// voted on, accepted or recovered (each origin's attempts below the number it
+    /// reported, and `me`'s own below the highest any DC heard of) is left to the
+    /// others; `me`'s attempts continue above that number; the floor and clock start
+    /// above every floor the DCs heard `me` announce.
+    pub fn rebuilt(mut self, me: DcId, dcs: usize, facts: &[RejoinFacts]) -> Durable {
+        self.own_votes.clear();
+        self.acceptors.clear();
+        let mut fence = vec![0; dcs];
+        let mut last_own = self.highest_known(me);
+        for f in facts {
+            if let Some(slot) = fence.get_mut(usize::from(f.from)) {
+                *slot = (*slot).max(f.fence);
+            }
+            last_own = last_own.max(f.highest_of_rejoiner);
+            self.floor = self.floor.max(f.floor_of_rejoiner);
+            self.hlc.observe(f.hlc);
+        }
+        fence[usize::from(me)] = last_own + 1;
+        self.next_seq = last_own;
+        self.fence = fence;
+        self.hlc.observe(self.floor);
+        self.dirty.clear();
+        self.dirty_writes.clear();
+        self.forgotten.clear();
+        self
+    }
+
+    /// Every slot, as entries (to write a rebuilt state into an empty store).
+    pub fn entries(&self) -> Vec<DurableEntry> {
+        let mut entries = vec![
+            DurableEntry::Meta {
+                next_seq: self.next_seq,
+                hlc: self.hlc.last(),
+                floor: self.floor,
+            },
+            DurableEntry::Retired(self.retired.clone()),
+            DurableEntry::Fence(self.fence.clone()),
+        ];
+        entries.extend(self.records.values().cloned().map(DurableEntry::Record));
+        entries.extend(
+            self.own_votes
+                .iter()
+                .map(|(k, v)| DurableEntry::OwnVote(*k, *v)),
+        );
+        entries.extend(
+            self.acceptors
+                .iter()
+                .map(|((k, v), a)| DurableEntry::Acceptor(*k, *v, *a)),
+        );
+        entries.extend(
+            self.outcomes
+                .iter()
+                .map(|(k, o)| DurableEntry::Outcome(*k, *o)),
+        );
+        entries.extend(
+            self.retired_writes
+                .iter()
+                .map(|(k, v)| DurableEntry::RetiredWrite(k.clone(), *v)),
+        );
+        entries
     }
 
     /// Per origin, the attempts retired (decided, applied, forgotten).

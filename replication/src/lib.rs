@@ -37,7 +37,7 @@ pub mod record;
 
 pub use clock::{DcClock, ShowVersion};
 pub use complete::Closed;
-pub use durable::{Durable, DurableEntry};
+pub use durable::{Durable, DurableEntry, RejoinFacts};
 pub use instance::{
     decide, quorum, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Rejected, Vote,
 };

@@ -482,6 +482,7 @@ fn show_entry(e: &DurableEntry) -> String {
         ),
         DurableEntry::Outcome(k, o) => format!("outcome {} {}", show_key(k), show_outcome(o)),
         DurableEntry::Retired(r) => format!("retired {r:?}"),
+        DurableEntry::Fence(f) => format!("fence {f:?}"),
         DurableEntry::RetiredWrite(k, v) => format!(
             "retired-write {} {}",
             String::from_utf8_lossy(k),

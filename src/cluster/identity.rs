@@ -20,8 +20,9 @@
 //!
 //! A node refused by a peer at start stops with an error that says so (the caller asks
 //! every reachable peer before serving); a peer that was down then refuses it when it
-//! comes back, and the refused node stays cut off (its log says why). Rebuilding such a
-//! DC from a peer (state transfer) is not built yet.
+//! comes back, and the refused node stays cut off (its log says why) until the operator
+//! rebuilds it from a peer: `meridian node --rejoin` with an empty directory, which every
+//! peer records in place of the lost one ([`Identity::accept_rebuilt`]).
 
 use std::sync::Arc;
 
@@ -196,8 +197,8 @@ impl Identity {
                 "DC {dc} came back with an older copy of its data directory (start {} of \
                  the directory; this cluster has seen start {seen}): the copy has lost the \
                  votes and promises its DC made since it was taken, so it may not rejoin. \
-                 Start the DC from its latest directory, or rebuild it from a peer (state \
-                 transfer, not built yet)",
+                 Start the DC from its latest directory, or rebuild it from a peer with an \
+                 empty directory (`meridian node --rejoin`)",
                 claim.generation
             ));
         }
@@ -228,7 +229,7 @@ impl Identity {
                 "DC {dc} came back with another data directory (incarnation {incarnation:x}; \
                  this cluster knows {:x}): an empty or replaced directory has lost the \
                  votes and promises its peers rely on, so it may not rejoin. Restore its \
-                 own directory, or rebuild the DC from a peer (state transfer, not built yet)",
+                 own directory, or rebuild the DC from a peer (`meridian node --rejoin`)",
                 *slot
             ));
         }
@@ -245,6 +246,32 @@ impl Identity {
             dc,
             incarnation = format!("{incarnation:x}"),
             "recorded a peer's data directory"
+        );
+        Ok(())
+    }
+
+    /// DC `dc` is being rebuilt from a peer (state transfer, docs/protocol.md §7.7) under
+    /// a new directory making `claim`: it is recorded durably in place of the directory
+    /// known for `dc`, whose `Hello`s are refused from then on.
+    pub fn accept_rebuilt(&self, dc: DcId, claim: Claim) -> anyhow::Result<()> {
+        if dc == self.me || usize::from(dc) >= self.known.lock().len() {
+            bail!("DC {dc} cannot be rebuilt from DC {}", self.me);
+        }
+        let mut generation = claim.generation.to_be_bytes().to_vec();
+        generation.extend_from_slice(&claim.run.to_be_bytes());
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Key::Meta(&peer_key(dc)).encode(),
+            claim.incarnation.to_be_bytes().to_vec(),
+        );
+        batch.put(Key::Meta(&peer_generation_key(dc)).encode(), generation);
+        self.store.engine().write(&batch, true)?;
+        self.known.lock()[usize::from(dc)] = claim.incarnation;
+        self.generations.lock()[usize::from(dc)] = (claim.generation, claim.run);
+        tracing::info!(
+            dc,
+            incarnation = format!("{:x}", claim.incarnation),
+            "a peer is being rebuilt under a new data directory"
         );
         Ok(())
     }

@@ -45,10 +45,11 @@ use std::task::Waker;
 
 use futures::channel::mpsc;
 use futures::StreamExt;
-use kv::keys::protocol_span;
+use kv::keys::{decode_version_key, protocol_span};
 use kv::{Engine, MemoryEngine, MvccStore, Store, Version, WriteBatch};
 use parking_lot::Mutex;
-use replication::{quorum, DcId, DurableEntry, Envelope, Outcome, TxnKey};
+use replication::{quorum, DcId, DurableEntry, Envelope, Outcome, RejoinFacts, TxnKey};
+use txn::driver::{export_copy, Rebuild};
 use txn::{ClusterView, DriverTask, PhysicalClock, Transport, TxnManager};
 
 use super::executor::{Executor, SimClock, SimTime};
@@ -98,6 +99,12 @@ enum Fault {
     /// The DC's process dies and its disk is replaced, by an empty one or by an older
     /// copy of itself (a backup restored): its restart must be refused.
     Wipe(DcId),
+    /// The operator rebuilds a refused DC from its peers (`meridian node --rejoin` on an
+    /// empty directory): every other DC is told and answers with its facts.
+    Rebuild(DcId),
+    /// The rebuild's copy arrives: the DC's directory is written from the donor's
+    /// copy and the facts, and the node starts.
+    RebuildCopy(DcId),
 }
 
 /// An input of a DC's driver loop.
@@ -224,6 +231,14 @@ pub struct Cluster {
     /// DCs whose restart their peers refused (a wiped or restored directory): down
     /// for good, and left out of the final checks.
     refused: BTreeSet<DcId>,
+    /// Per DC being rebuilt, the facts its peers answered so far.
+    rebuilding: BTreeMap<DcId, Rc<RefCell<Vec<RejoinFacts>>>>,
+    /// DCs rebuilt from a peer.
+    rebuilt: usize,
+    /// A directory was lost in this run.
+    wiped_once: bool,
+    /// The DC whose directory was lost and is not rebuilt yet.
+    lost_directory: Option<DcId>,
     clients: Vec<Client>,
     history: Rc<RefCell<Vec<TxnObs>>>,
     finished: Rc<RefCell<Vec<Finished>>>,
@@ -297,6 +312,10 @@ impl Cluster {
             mute: BTreeSet::new(),
             skewed: BTreeSet::new(),
             refused: BTreeSet::new(),
+            rebuilding: BTreeMap::new(),
+            rebuilt: 0,
+            wiped_once: false,
+            lost_directory: None,
             clients,
             history: Rc::new(RefCell::new(Vec::new())),
             finished: Rc::new(RefCell::new(Vec::new())),
@@ -601,26 +620,23 @@ impl Cluster {
                     dc.backup = Some(Arc::new(dc.engine.snapshot()));
                 }
                 if !self.boot(d) {
-                    // Down for good; the f it used stays used, so no new faults start
-                    // (those under way still end).
+                    // Down until the operator rebuilds it; the f it used stays used, so
+                    // no new faults start (those under way still end).
                     self.down.insert(d);
                     self.refused.insert(d);
-                    self.events.retain(|_, e| {
-                        !matches!(
-                            e,
-                            Event::Fault(
-                                Fault::Crash(_)
-                                    | Fault::Isolate(_)
-                                    | Fault::Deafen(_)
-                                    | Fault::Mute(_)
-                                    | Fault::Skew(_)
-                                    | Fault::Wipe(_)
-                            )
-                        )
-                    });
+                    self.hold_faults();
+                    let at = self.now() + self.fault_unit();
+                    self.schedule(at, Event::Fault(Fault::Rebuild(d)));
                 }
             }
+            // A second lost directory: until the first rebuilt DC has learned every
+            // attempt its lost directory may have taken part in, the instances those
+            // attempts hold have lost two acceptors' state (more than f with three DCs),
+            // and nothing can decide them safely. The nemesis loses one directory per run.
+            Fault::Wipe(d) if self.wiped_once => self.crash(d),
             Fault::Wipe(d) => {
+                self.wiped_once = true;
+                self.lost_directory = Some(d);
                 self.crash(d);
                 let dc = &mut self.dcs[usize::from(d)];
                 let replacement = match dc.backup.take() {
@@ -629,6 +645,8 @@ impl Cluster {
                 };
                 dc.wiped = Some(std::mem::replace(&mut dc.engine, replacement));
             }
+            Fault::Rebuild(d) => self.rebuild(d),
+            Fault::RebuildCopy(d) => self.rebuild_copy(d),
             Fault::Isolate(d) => {
                 self.isolated.insert(d);
             }
@@ -700,6 +718,127 @@ impl Cluster {
         }
     }
 
+    /// Cancels every fault not started yet (those under way still end): a DC is down
+    /// past its fault window, and the f it uses stays used.
+    fn hold_faults(&mut self) {
+        self.events.retain(|_, e| {
+            !matches!(
+                e,
+                Event::Fault(
+                    Fault::Crash(_)
+                        | Fault::Isolate(_)
+                        | Fault::Deafen(_)
+                        | Fault::Mute(_)
+                        | Fault::Skew(_)
+                        | Fault::Wipe(_)
+                )
+            )
+        });
+    }
+
+    /// The operator runs `--rejoin` for refused DC `d`: once every other DC is up and
+    /// reachable, each is told (through its driver, as the node's `Rejoin` RPC does)
+    /// and answers with its facts once they are durable; the copy follows a round trip
+    /// later. Until every DC can be reached, the operator tries again.
+    fn rebuild(&mut self, d: DcId) {
+        if self.lost_directory != Some(d) {
+            // Its directory is whole (the wipe became a crash): a plain restart.
+            return self.fault(Fault::Restart(d));
+        }
+        if self.dcs[usize::from(d)].running.is_some() || self.rebuilding.contains_key(&d) {
+            return;
+        }
+        let unit = self.fault_unit();
+        let others: Vec<DcId> = (0..self.cfg.dcs as DcId).filter(|p| *p != d).collect();
+        if !others.iter().all(|p| self.reachable(*p)) {
+            // Down past its window: start no new faults, so at most f stay out.
+            self.hold_faults();
+            self.schedule(self.now() + unit, Event::Fault(Fault::Rebuild(d)));
+            return;
+        }
+        let facts = Rc::new(RefCell::new(Vec::new()));
+        for p in others {
+            let Some(r) = &self.dcs[usize::from(p)].running else {
+                continue;
+            };
+            let driver = r.manager.driver().clone();
+            let facts = facts.clone();
+            self.executor.spawn(p, async move {
+                if let Ok(f) = driver.peer_rejoined(d).await {
+                    facts.borrow_mut().push(f);
+                }
+            });
+        }
+        self.rebuilding.insert(d, facts);
+        let at = self.now() + 2 * self.wan() + 10_000;
+        self.schedule(at, Event::Fault(Fault::RebuildCopy(d)));
+    }
+
+    /// The copy reaches `d`: its empty directory gets a new identity, which every peer
+    /// records in place of the lost one, then the donor's copy and the facts are
+    /// written through [`Rebuild`], and the node starts as any node does. If a peer
+    /// failed to answer (it crashed), the rebuild starts over.
+    fn rebuild_copy(&mut self, d: DcId) {
+        let Some(facts) = self.rebuilding.remove(&d).map(|f| f.borrow().clone()) else {
+            return;
+        };
+        let donor = (0..self.cfg.dcs as DcId)
+            .find(|p| *p != d && self.reachable(*p) && self.dcs[usize::from(*p)].running.is_some());
+        let (Some(donor), true) = (donor, facts.len() + 1 == self.cfg.dcs) else {
+            let at = self.now() + self.fault_unit();
+            self.schedule(at, Event::Fault(Fault::Rebuild(d)));
+            return;
+        };
+        let engine = Arc::new(MemoryEngine::new());
+        let store = Arc::new(
+            Store::open_stepped(engine.clone() as Arc<dyn Engine>)
+                .expect("the in-memory engine opens"),
+        );
+        let identity = Identity::open(store.clone(), "sim", d, self.cfg.dcs)
+            .expect("an empty directory is claimed");
+        for peer in self.dcs.iter().filter_map(|p| p.running.as_ref()) {
+            peer.identity
+                .accept_rebuilt(d, identity.claim())
+                .expect("a peer records the rebuilt DC");
+        }
+        let mut rebuild = Rebuild::start(&store).expect("an empty directory");
+        let mut versions = Vec::new();
+        export_copy(&*self.dcs[usize::from(donor)].engine, &mut |k, v| {
+            if let Ok((_, version)) = decode_version_key(k) {
+                versions.push(version);
+            }
+            rebuild
+                .add(k, v)
+                .map_err(|e| kv::Error::Corruption(e.to_string()))
+        })
+        .expect("the donor's copy is written");
+        rebuild
+            .finish(d, self.cfg.dcs, &facts)
+            .expect("every peer's facts are there");
+        drop((identity, store));
+        // Every version the donor applied is in the copy (commits without writes too:
+        // they left only the donor's last-committed mark).
+        let now = self.now();
+        versions.extend(self.dcs[usize::from(donor)].applied_at.keys().copied());
+        let dc = &mut self.dcs[usize::from(d)];
+        dc.engine = engine;
+        dc.backup = None;
+        dc.applied_at = versions.into_iter().map(|v| (v, now)).collect();
+        dc.published.clear();
+        self.refused.remove(&d);
+        self.down.remove(&d);
+        if self.boot(d) {
+            self.rebuilt += 1;
+            self.lost_directory = None;
+        } else {
+            self.violations.push(format!(
+                "rebuild: DC {d}'s peers refused it after its rebuild"
+            ));
+            self.down.insert(d);
+            self.refused.insert(d);
+        }
+    }
+
     /// The DC's process dies: its futures and unsynced batches are gone; its clients
     /// lose their connection (a transaction that reached its commit has an unknown
     /// outcome; one that had not is aborted).
@@ -728,6 +867,12 @@ impl Cluster {
         }
     }
 
+    /// Fault windows are measured in units of the WAN delay or a twelfth of the
+    /// recovery timeout, whichever is longer, so faults outlast the protocol's timers.
+    fn fault_unit(&self) -> u64 {
+        self.wan().max(self.protocol_config(0).recovery_us / 12)
+    }
+
     fn schedule_nemesis(&mut self, deadline: u64) {
         let wan = self.wan();
         // Fault windows are measured in units of the WAN delay or a twelfth of the
@@ -735,7 +880,7 @@ impl Cluster {
         // timers at every delay: each takes one DC out (crash, isolation, deafness or
         // muteness) for 5–40 units; one in eight is a long outage of 10–30 s. At most
         // f DCs are out at once.
-        let unit = wan.max(self.protocol_config(0).recovery_us / 12);
+        let unit = self.fault_unit();
         let horizon = self.now()
             + (self.cfg.txns as u64 * 30 * wan) / self.clients.len().max(1) as u64
             + 20 * unit;
@@ -748,8 +893,15 @@ impl Cluster {
             };
             (end, rng.below(21))
         });
-        for (t, end, d, kind) in windows {
+        for (t, mut end, d, kind) in windows {
             let (start, stop) = match kind {
+                // Half the time the operator rebuilds the wiped DC at once, while what
+                // its lost directory took part in is still undecided; otherwise the
+                // node is restarted on the wrong directory, refused, then rebuilt.
+                0 if self.rng.chance(0.5) => {
+                    end = t + 1_000 + self.rng.below(2 * wan);
+                    (Fault::Wipe(d), Fault::Rebuild(d))
+                }
                 0 => (Fault::Wipe(d), Fault::Restart(d)),
                 1..=4 => (Fault::Crash(d), Fault::Restart(d)),
                 5..=8 => (Fault::Isolate(d), Fault::Heal(d)),
@@ -1017,6 +1169,7 @@ impl Cluster {
             unanswered,
             violations: self.violations,
             committed_during_faults: self.committed_during_faults,
+            rebuilt: self.rebuilt,
         }
     }
 }

@@ -92,6 +92,7 @@ struct SeedReport {
     details: Vec<String>,
     stuck: usize,
     committed_during_faults: usize,
+    rebuilt: usize,
     wan_delays: Vec<u32>,
     latencies_us: Vec<u64>,
 }
@@ -112,7 +113,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
     let mut all_delays = Vec::new();
     let mut all_latencies = Vec::new();
     let (mut committed, mut aborted, mut unknown, mut violations, mut stuck) = (0, 0, 0, 0, 0);
-    let mut during_faults = 0;
+    let (mut during_faults, mut rebuilt) = (0, 0);
     let mut failed = Vec::new();
     for seed in args.first_seed..args.first_seed + args.seeds {
         let report = verify(simulate(args.run_config(seed)));
@@ -127,6 +128,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
                 "violations": report.violations.len(),
                 "stuck": report.stuck,
                 "committed_during_faults": report.committed_during_faults,
+                "rebuilt": report.rebuilt,
                 "commit_wan_delays_p50": percentile(&report.wan_delays, 50),
                 "commit_latency_ms_p50": ms(percentile(&report.latencies_us, 50)),
                 "commit_latency_ms_p99": ms(percentile(&report.latencies_us, 99)),
@@ -155,6 +157,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         violations += report.violations.len();
         stuck += report.stuck;
         during_faults += report.committed_during_faults;
+        rebuilt += report.rebuilt;
         all_delays.extend(report.wan_delays);
         all_latencies.extend(report.latencies_us);
     }
@@ -178,6 +181,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             "violations": violations,
             "stuck": stuck,
             "committed_during_faults": during_faults,
+            "rebuilt": rebuilt,
             "commit_wan_delays_p50": percentile(&all_delays, 50),
             "commit_wan_delays_p99": percentile(&all_delays, 99),
             "commit_latency_ms_p50": ms(percentile(&all_latencies, 50)),
@@ -260,6 +264,7 @@ fn verify(run: RunResult) -> SeedReport {
         details,
         stuck,
         committed_during_faults: run.committed_during_faults,
+        rebuilt: run.rebuilt,
         wan_delays: run.commits.iter().map(|(d, _)| *d).collect(),
         latencies_us: run.commits.iter().map(|(_, l)| *l).collect(),
     }
@@ -383,6 +388,32 @@ mod tests {
         a.clients_per_dc = 4;
         let r = one(&a, 900845);
         assert!(r.violations.is_empty(), "{:?}", r.violations);
+    }
+
+    /// Found by the first sweep with rebuilds: a DC rebuilt from a peer voted COMMIT
+    /// on a record that read under a write its lost directory had voted COMMIT on (an
+    /// attempt still undecided, unknown to the rebuilt DC's copy): both committed, and a
+    /// committed append was lost. A rebuilt DC votes on nothing until every attempt its
+    /// lost directory may have voted on is decided there (docs/protocol.md §7.7).
+    #[test]
+    fn a_rebuilt_dc_does_not_vote_before_its_lost_directory_s_attempts_are_decided() {
+        for (seed, owner, wan_delay_ms, clock_skew_ms) in
+            [(7259, true, 10, 0), (7065, false, 50, 20)]
+        {
+            let mut a = args(3, true, true, owner);
+            a.wan_delay_ms = wan_delay_ms;
+            a.clock_skew_ms = clock_skew_ms;
+            a.txns = 200;
+            a.clients_per_dc = 4;
+            let r = one(&a, seed);
+            assert_eq!(r.rebuilt, 1, "seed {seed}: the wiped DC is rebuilt");
+            assert!(
+                r.violations.is_empty() && r.stuck == 0,
+                "seed {seed}: stuck {}, {:?}",
+                r.stuck,
+                r.violations
+            );
+        }
     }
 
     /// Clocks up to 0.5 s apart: commit wait (ε = the skew bound) holds each commit's

@@ -56,6 +56,8 @@ pub struct RunResult {
     pub violations: Vec<String>,
     /// Commits acknowledged while some DC was down or cut off.
     pub committed_during_faults: usize,
+    /// DCs rebuilt from a peer after their directory was lost.
+    pub rebuilt: usize,
 }
 
 /// splitmix64: a small, seedable, portable generator.
@@ -554,6 +556,7 @@ impl World {
             unanswered,
             violations: self.violations,
             committed_during_faults: self.committed_during_faults,
+            rebuilt: 0,
         }
     }
 }

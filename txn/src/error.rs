@@ -26,6 +26,9 @@ pub enum Error {
     /// assumes: it coordinates no commit until that is over (the reason says why).
     #[error("{0}")]
     ClockOffset(String),
+    /// Rebuilding this DC from a peer (state transfer) cannot go on; the reason says why.
+    #[error("rebuild: {0}")]
+    Rejoin(String),
     /// The transaction's buffered writes exceed the per-transaction memory bound.
     #[error("transaction write set exceeds {limit_bytes} bytes")]
     WriteSetTooLarge { limit_bytes: usize },

@@ -341,6 +341,10 @@ impl Engine for FailingDisk {
         }
         self.inner.write(batch, sync)
     }
+
+    fn export(&self, start: &[u8], end: &[u8], sink: &mut kv::ExportSink<'_>) -> kv::Result<()> {
+        self.inner.export(start, end, sink)
+    }
 }
 
 #[tokio::test]

@@ -197,6 +197,10 @@ impl Engine for CountingEngine {
     fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
         self.inner.write(batch, sync)
     }
+
+    fn export(&self, start: &[u8], end: &[u8], sink: &mut crate::ExportSink<'_>) -> Result<()> {
+        self.inner.export(start, end, sink)
+    }
 }
 
 #[test]

@@ -62,7 +62,7 @@ use kv::Version;
 use crate::check::{self, Checker, CommittedIndex, Verdict};
 use crate::clock::DcClock;
 use crate::complete::{Closed, CompletePoint};
-use crate::durable::{Durable, DurableEntry, Slot};
+use crate::durable::{Durable, DurableEntry, RejoinFacts, Slot};
 use crate::instance::{decide, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Vote};
 use crate::msg::{Envelope, Msg};
 use crate::record::{Outcome, ReadEntry, Record, TxnId, TxnKey, Writes};
@@ -232,6 +232,9 @@ pub struct Participant {
     settled: Vec<BTreeSet<u64>>,
     /// When the floor is next raised and announced.
     closed_at: u64,
+    /// Per origin, the first fenced attempt (below `Durable::fence`) whose outcome is
+    /// not known here yet; all at or past the fence: this DC may vote again (§7.7).
+    fence_pending: Vec<u64>,
     /// The oldest snapshot a local transaction may still read at (None: unknown); with
     /// one data center it bounds the committed index (see [`Participant::set_read_horizon`]).
     read_horizon: Option<Version>,
@@ -259,7 +262,7 @@ impl Participant {
 
     /// Rebuilds the volatile state from `durable` after a crash (§7.4).
     pub fn restart(cfg: Config, durable: Durable, now: u64) -> (Participant, Output) {
-        let complete_point = CompletePoint::new(cfg.dcs, cfg.me, &durable.retired);
+        let complete_point = CompletePoint::new(cfg.dcs, cfg.me, &durable.retired, &durable.fence);
         let mut p = Participant {
             durable,
             attempts: BTreeMap::new(),
@@ -269,6 +272,7 @@ impl Participant {
             local_waiting: Vec::new(),
             complete_point,
             settled: vec![BTreeSet::new(); cfg.dcs],
+            fence_pending: vec![1; cfg.dcs],
             closed_at: now,
             read_horizon: None,
             now,
@@ -300,7 +304,7 @@ impl Participant {
                     p.prepared.insert(key);
                 }
                 Some(Vote::Abort) => {}
-                None if p.durable.records.contains_key(&key) => {
+                None if p.durable.records.contains_key(&key) && !p.durable.is_fenced(key) => {
                     p.waiting.insert(key);
                 }
                 None => {}
@@ -330,6 +334,35 @@ impl Participant {
     /// centers, whose records carry other DCs' snapshots.
     pub fn set_read_horizon(&mut self, horizon: Version) {
         self.read_horizon = Some(horizon);
+    }
+
+    /// DC `dc` is rejoining by state transfer (docs/protocol.md §7.7): from now on this
+    /// DC pushes every outcome it holds to `dc` again until `dc` acknowledges it (what
+    /// `dc` acknowledged before was lost with its directory, and is not retired here
+    /// until the new directory holds it), and tells it the facts it needs to fence what
+    /// its previous incarnation may have promised. The returned output must be durable
+    /// before the facts leave this DC (the fence is this DC's `next_seq`, persisted in it).
+    pub fn peer_rejoined(&mut self, now: u64, dc: DcId) -> (Output, RejoinFacts) {
+        self.now = now;
+        let retransmit = self.cfg.retransmit_us;
+        for a in self.attempts.values_mut() {
+            if a.informed.remove(&dc) {
+                a.pushes = 0;
+                a.retransmit_at = now + retransmit;
+            }
+        }
+        self.durable.mark(Slot::Meta);
+        let facts = RejoinFacts {
+            from: self.cfg.me,
+            fence: self.durable.next_seq + 1,
+            highest_of_rejoiner: self
+                .durable
+                .highest_known(dc)
+                .max(self.complete_point.known(dc)),
+            floor_of_rejoiner: self.complete_point.announced_floor(dc),
+            hlc: self.durable.hlc.last(),
+        };
+        (self.finish_step(Output::default()), facts)
     }
 
     /// What the participant holds right now (the node's periodic log line, tests).
@@ -420,6 +453,13 @@ impl Participant {
         }
         if let Some(outcome) = self.durable.outcomes.get(&txn).copied() {
             self.answer_decided(env, txn, outcome, &mut out);
+            return self.finish_step(out);
+        }
+        if self.durable.is_fenced(txn)
+            && matches!(env.msg, Msg::Vote2a { .. } | Msg::Prepare1a { .. })
+        {
+            // A previous incarnation of this DC may have accepted or promised in it:
+            // this one is no acceptor there (it still learns the outcome).
             return self.finish_step(out);
         }
         let a = self.attempt(txn);
@@ -529,6 +569,29 @@ impl Participant {
             client: None,
             committed_unacked: None,
         })
+    }
+
+    /// Whether every attempt a previous incarnation of this DC may have voted on (those
+    /// below the fence, §7.7) has a known outcome here. Until then this DC votes on
+    /// nothing, its own commits included: its lost directory may have voted COMMIT on an
+    /// attempt it has not even heard of, and a COMMIT vote here on a conflicting record
+    /// could then join a quorum that never saw it, while the lost vote completes another.
+    fn fence_cleared(&mut self) -> bool {
+        for origin in 0..self.cfg.dcs {
+            let fence = self.durable.fence.get(origin).copied().unwrap_or(0);
+            let next = &mut self.fence_pending[origin];
+            while *next < fence {
+                let key = TxnKey {
+                    origin: origin as DcId,
+                    seq: *next,
+                };
+                if !self.durable.is_retired(key) && !self.durable.outcomes.contains_key(&key) {
+                    return false;
+                }
+                *next += 1;
+            }
+        }
+        true
     }
 
     /// Notes a ballot. A higher one than seen restarts the recovery timer only when it

@@ -7,6 +7,11 @@ use super::*;
 impl Participant {
     /// Checks a local commit; ships it, answers ABORT, or parks it (E0).
     pub(super) fn try_ship(&mut self, c: LocalCommit, out: &mut Output) {
+        if !self.fence_cleared() {
+            // Rebuilt and still learning what its lost directory voted on (§7.7).
+            self.local_waiting.push(c);
+            return;
+        }
         let mut above = 0;
         for r in &c.reads {
             above = above.max(r.lo);

@@ -25,7 +25,9 @@ impl Participant {
             .recovery
             .as_ref()
             .is_some_and(|r| now >= r.started_at + stagger);
-        if now >= a.progress_at + deadline && (a.recovery.is_none() || stale_round) {
+        let fenced = self.durable.is_fenced(key);
+        let a = self.attempt(key);
+        if now >= a.progress_at + deadline && (a.recovery.is_none() || stale_round) && !fenced {
             self.start_recovery(key, out);
         }
     }

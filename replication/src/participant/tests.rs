@@ -19,6 +19,8 @@ struct Net {
     decided: Vec<BTreeMap<TxnKey, Outcome>>,
     /// DCs that hear nothing (what they send still arrives).
     deaf: BTreeSet<DcId>,
+    /// Every envelope sent.
+    sent: Vec<Envelope>,
 }
 
 fn config(dcs: usize, me: DcId, learn: LearnRule) -> Config {
@@ -48,6 +50,7 @@ impl Net {
             applied: vec![Vec::new(); dcs],
             decided: vec![BTreeMap::new(); dcs],
             deaf: BTreeSet::new(),
+            sent: Vec::new(),
         }
     }
 
@@ -63,6 +66,7 @@ impl Net {
             }
         }
         for env in out.send {
+            self.sent.push(env.clone());
             self.queue.push_back((self.now + UNIT, env));
         }
         self.applied[d].extend(out.apply);
@@ -643,4 +647,96 @@ fn a_record_from_beyond_the_clock_bound_is_voted_abort_and_not_absorbed() {
         out.apply
     );
     assert_eq!(p.durable().hlc.last(), far);
+}
+
+/// A DC whose directory was lost is rebuilt from a peer's copy (§7.7): it learns every
+/// outcome, takes no part (no vote, no acceptance, no recovery) in the attempts its lost
+/// directory may have seen, and commits new attempts numbered past its old ones.
+#[test]
+fn a_dc_rebuilt_from_a_peer_takes_no_part_in_what_its_lost_directory_saw() {
+    for learn in [LearnRule::OwnerCounting, LearnRule::Conservative] {
+        let mut net = Net::new(3, learn);
+        net.commit(0, 1, &[], &["a"]);
+        net.run(net.now + 20 * UNIT);
+        net.commit(2, 2, &[], &["b"]);
+        net.run(net.now + UNIT);
+        // DC 2 loses its directory with its attempt in flight, and is rebuilt at once.
+        net.crash(2);
+        net.commit(0, 3, &[], &["c"]);
+        let now = net.now;
+        let facts: Vec<RejoinFacts> = [0, 1]
+            .into_iter()
+            .map(|d| {
+                let (out, facts) = net.dcs[d].as_mut().unwrap().peer_rejoined(now, 2);
+                net.absorb(d as DcId, out);
+                facts
+            })
+            .collect();
+        // The copy of DC 0: its durable state and the writes its store holds.
+        net.durable[2] = net.durable[0].clone().rebuilt(2, 3, &facts);
+        net.applied[2] = net.applied[0].clone();
+        assert!(net.durable[2].own_votes().is_empty());
+        assert!(
+            net.durable[2].records().contains_key(&key(2, 1))
+                && !net.durable[2].outcomes().contains_key(&key(2, 1)),
+            "{learn:?}: the copy holds DC 2's lost attempt undecided"
+        );
+        assert!(net.durable[2].is_fenced(key(2, 1)) && net.durable[2].is_fenced(key(0, 2)));
+        let rebuilt_at = net.sent.len();
+        net.restart(2, learn);
+        net.commit(1, 4, &[], &["d"]);
+        net.commit(2, 5, &[], &["e"]);
+        net.run(net.now + 200 * UNIT);
+        for client in [4, 5] {
+            assert!(
+                matches!(net.reply(client), Some(ClientResult::Committed { .. })),
+                "{learn:?}: client {client}: {:?}",
+                net.reply(client)
+            );
+        }
+        let new_key = net.decided[2]
+            .keys()
+            .filter(|k| k.origin == 2)
+            .max()
+            .copied()
+            .unwrap();
+        assert!(
+            new_key.seq > 1,
+            "{learn:?}: DC 2 numbers past its lost attempts"
+        );
+        for k in net.decided[0].keys() {
+            // Learned here, or copied (held, or retired with its writes in the store).
+            let here = net
+                .outcome(2, *k)
+                .or(net.durable[2].outcomes().get(k).copied());
+            match here {
+                Some(o) => assert_eq!(Some(o), net.outcome(0, *k), "{learn:?}: {k:?}"),
+                None => assert!(net.durable[2].is_retired(*k), "{learn:?}: {k:?} unknown"),
+            }
+        }
+        for env in &net.sent[rebuilt_at..] {
+            let part = matches!(
+                env.msg,
+                Msg::Vote2a { .. }
+                    | Msg::Accepted2b { .. }
+                    | Msg::Prepare1a { .. }
+                    | Msg::Promise1b { .. }
+            );
+            let fenced = env.msg.txn().is_some_and(|k| net.durable[2].is_fenced(k));
+            assert!(
+                !(env.from == 2 && part && fenced),
+                "{learn:?}: the rebuilt DC 2 took part in a fenced attempt: {env:?}"
+            );
+        }
+        let written: BTreeSet<&[u8]> = net.applied[2]
+            .iter()
+            .flat_map(|(_, w)| w.iter().map(|(k, _)| k.as_slice()))
+            .collect();
+        for k in ["a", "c", "d", "e"] {
+            assert!(
+                written.contains(k.as_bytes()),
+                "{learn:?}: {k} not applied at DC 2"
+            );
+        }
+    }
 }

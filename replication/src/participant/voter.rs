@@ -22,6 +22,15 @@ impl Participant {
         let Some(record) = self.durable.records.get(&key).cloned() else {
             return;
         };
+        if self.durable.is_fenced(key) {
+            // A previous incarnation of this DC may have voted on it (§7.7): the others
+            // decide it without this DC.
+            return;
+        }
+        if !self.fence_cleared() {
+            self.waiting.insert(key);
+            return;
+        }
         if record.version <= self.durable.floor {
             // C0: the floor has passed this version (it arrived too late).
             self.cast_own_vote(key, Vote::Abort, out);

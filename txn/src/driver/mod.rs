@@ -31,6 +31,7 @@
 //! figures every [`STATS_PERIOD`] ([`stats`]).
 
 pub mod gc;
+mod rejoin;
 mod stats;
 
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ use kv::keys::{protocol_span, Key};
 use kv::{Engine, Store, Version, WriteBatch};
 
 pub use self::gc::GcSettings;
+pub use self::rejoin::{export_copy, rebuild_interrupted, Rebuild};
 use parking_lot::Mutex;
 use replication::{
     ClientResult, Config, DcClock, DcId, Durable, DurableEntry, Envelope, Gauges, Output,
@@ -163,6 +165,13 @@ pub fn open(
     transport: Option<Box<dyn Transport>>,
     view: Option<Arc<dyn ClusterView>>,
 ) -> Result<(DriverHandle, DriverTask)> {
+    if rebuild_interrupted(&**store.engine())? {
+        return Err(Error::Rejoin(
+            "a rebuild of this data directory from a peer was interrupted; run the node \
+             with --rejoin to start it again"
+                .into(),
+        ));
+    }
     let mut durable = load(&**store.engine())?;
     // Versions issued from now on are above everything the store holds (a data
     // directory written before the protocol kept its own clock there).
