@@ -81,6 +81,11 @@ enum Command {
         /// RocksDB block cache size in MiB.
         #[arg(long, default_value_t = 128)]
         block_cache_mib: usize,
+        /// Rebuild this DC from its peers before it starts (state transfer): for a DC whose
+        /// data directory was lost or restored from an old copy, which its peers refuse.
+        /// The data directory must be empty; every other DC must be reachable.
+        #[arg(long)]
+        rejoin: bool,
     },
     /// Start a local cluster, one node process per data center, with emulated WAN delay.
     Demo {
@@ -264,6 +269,7 @@ fn main() -> anyhow::Result<()> {
             clock_bound_ms,
             query_memory_mib,
             block_cache_mib,
+            rejoin,
         } => {
             let topology = match (cluster, join) {
                 (Some(file), _) => cluster::topology::Topology::load(&file)?,
@@ -285,6 +291,7 @@ fn main() -> anyhow::Result<()> {
                 query_memory_bytes: query_memory_mib << 20,
                 block_cache_bytes: block_cache_mib << 20,
                 clock_bound_us: clock_bound_ms * 1_000,
+                rejoin,
             }))
         }
         Command::Demo {

@@ -264,6 +264,100 @@ async fn a_dc_restarted_from_an_empty_or_older_directory_is_refused() {
     assert!(stderr.contains("older copy"), "{stderr}");
 }
 
+/// Issue 12, item 6: a DC whose directory is lost is rebuilt from its peers with
+/// `meridian node --rejoin` on an empty directory (docs/protocol.md §7.7): it holds what
+/// the cluster committed, including while it was down, commits again, restarts from its
+/// new directory like any node, and `--rejoin` refuses a directory that holds data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dc_that_lost_its_directory_is_rebuilt_from_its_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 3, 5);
+    let cluster = dir.path().join("cluster.toml");
+    let c0 = demo.client(0).await;
+    c0.batch_execute(
+        "CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 200) g",
+    )
+    .await
+    .unwrap();
+    kill9(demo.pid(2));
+    let own = dir.path().join("dc2");
+    std::fs::remove_dir_all(&own).unwrap();
+    // Written while DC 2 is gone.
+    execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k <= 50").await;
+    let sql = demo
+        .url(2)
+        .trim_start_matches("postgres://")
+        .replace("/postgres", "");
+    let rejoin = |data_dir: &Path| {
+        let mut command = node_command(&cluster, 2, data_dir);
+        command.arg("--rejoin");
+        command
+    };
+    let mut node = rejoin(&own)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&sql).is_err() {
+        assert!(Instant::now() < deadline, "the rebuilt DC did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c2 = demo.client(2).await;
+    let totals = "SELECT count(*), sum(v) FROM t";
+    let (n, sum): (i64, i64) = {
+        let row = c2.query_one(totals, &[]).await.unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        (n, sum),
+        (200, 50),
+        "the rebuilt DC holds what was committed"
+    );
+    execute_retrying(&c2, "UPDATE t SET v = v + 10 WHERE k = 1").await;
+    let v: i32 = c0
+        .query_one("SELECT v FROM t WHERE k = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 11, "a commit at the rebuilt DC is seen elsewhere");
+    drop(c2);
+    node.kill().unwrap();
+    node.wait().unwrap();
+    // Its directory holds data now: --rejoin refuses it, a plain restart takes it.
+    let out = rejoin(&own).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("empty"),
+        "{stderr}"
+    );
+    let mut node = start_node(&cluster, 2, &own, &sql);
+    let c2 = demo.client(2).await;
+    execute_retrying(&c2, "UPDATE t SET v = v + 1 WHERE k = 2").await;
+    let sum: i64 = c0.query_one(totals, &[]).await.unwrap().get(1);
+    assert_eq!(sum, 61);
+    node.kill().unwrap();
+    node.wait().unwrap();
+}
+
+/// Runs `statement`, retrying serialization failures (40001) as a client must.
+async fn execute_retrying(client: &Client, statement: &str) {
+    for _ in 0..50 {
+        match client.execute(statement, &[]).await {
+            Ok(_) => return,
+            Err(e)
+                if e.code()
+                    == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{statement}: {e}"),
+        }
+    }
+    panic!("{statement}: 50 serialization failures in a row");
+}
+
 /// Runs `meridian wan --cluster CLUSTER ARGS…`, which must succeed; returns its output.
 fn meridian_wan(cluster: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))

@@ -22,6 +22,7 @@
 pub mod demo;
 pub mod identity;
 pub mod local;
+mod rejoin;
 pub mod status;
 pub mod tls;
 pub mod topology;
@@ -58,6 +59,8 @@ pub struct ClusterNodeConfig {
     pub block_cache_bytes: usize,
     /// ε: the bound on clock offsets between DCs (commit wait).
     pub clock_bound_us: u64,
+    /// Rebuild this DC's empty directory from its peers first (`--rejoin`).
+    pub rejoin: bool,
 }
 
 /// The protocol's timers, scaled to the longest one-way delay to a peer (µs).
@@ -198,6 +201,9 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         checked: std::time::Instant::now(),
     };
     let tls = PeerTls::load(&topology, Some(me.id))?;
+    if config.rejoin {
+        rejoin::rebuild(&topology, me.id, tls.as_ref(), &identity, &store).await?;
+    }
     if let Some(why) =
         transport::refused_by_a_peer(&topology, me.id, tls.as_ref(), &identity).await?
     {
@@ -221,6 +227,7 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         Some(Box::new(outbox.clone()) as Box<dyn Transport>),
         Some(health.clone() as Arc<dyn ClusterView>),
     )?;
+    let handle_for_peers = handle.clone();
     let txns = TxnManager::new(store, Arc::new(EmulatedClock(wan.clone())), handle);
     let engine = planner::Planner::new(txns, config.query_memory_bytes);
 
@@ -228,10 +235,10 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         &topology,
         me.id,
         inbox_tx,
-        wan,
         health,
         outbox.clone(),
         identity,
+        handle_for_peers,
     );
     tokio::spawn(async move {
         loop {

@@ -129,6 +129,11 @@ pub struct PeerHealth {
 }
 
 impl PeerHealth {
+    /// The WAN emulation this node sends through (and measures).
+    pub fn wan(&self) -> &Arc<Wan> {
+        &self.wan
+    }
+
     pub fn new(topology: Topology, me: DcId, wan: Arc<Wan>, clock_bound_us: u64) -> PeerHealth {
         let heard = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
         let measured = topology.dcs.iter().map(|_| Mutex::default()).collect();

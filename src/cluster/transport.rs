@@ -67,6 +67,8 @@ pub struct PeerService {
     identity: Arc<Identity>,
     /// The cluster file, for joining nodes.
     topology: String,
+    /// This node's protocol driver, for peers being rebuilt (None: not served).
+    driver: Option<txn::DriverHandle>,
 }
 
 impl PeerService {
@@ -74,11 +76,12 @@ impl PeerService {
         topology: &Topology,
         me: DcId,
         inbox: mpsc::Sender<Envelope>,
-        wan: Arc<Wan>,
         health: Arc<PeerHealth>,
         outbox: Arc<Outbox>,
         identity: Arc<Identity>,
+        driver: txn::DriverHandle,
     ) -> PeerServer<PeerService> {
+        let wan = health.wan().clone();
         PeerServer::new(PeerService {
             cluster: topology.cluster.clone(),
             me,
@@ -89,6 +92,7 @@ impl PeerService {
             outbox,
             identity,
             topology: topology.to_toml(),
+            driver: Some(driver),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
     }
@@ -112,6 +116,17 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type RejoinStream = super::rejoin::ChunkStream;
+
+    async fn rejoin(
+        &self,
+        request: Request<proto::RejoinRequest>,
+    ) -> Result<Response<Self::RejoinStream>, Status> {
+        let r = request.into_inner();
+        let from = self.check_sender(&r.cluster, r.from)?;
+        super::rejoin::serve(from, r, &self.identity, self.driver.as_ref()).await
+    }
+
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
         let r = request.into_inner();
         let from = self.check_sender(&r.cluster, r.from)?;
@@ -756,6 +771,7 @@ mod tests {
             outbox: Arc::new(outbox),
             identity,
             topology: String::new(),
+            driver: None,
         };
         (service, rx)
     }
