@@ -36,8 +36,8 @@ use super::identity::{Claim, Identity};
 use super::tls::{endpoint, PeerTls};
 use super::topology::Topology;
 use super::transport::proto::peer_client::PeerClient;
-use super::transport::proto::{RejoinChunk, RejoinRequest};
-use super::transport::MESSAGE_BYTES_MAX;
+use super::transport::proto::{HelloRequest, RejoinChunk, RejoinRequest};
+use super::transport::{hello_request, MESSAGE_BYTES_MAX};
 
 /// Pairs' bytes per chunk of a copy.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -52,7 +52,8 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<RejoinChunk, Status>> + 
 /// Serves a peer's `Rejoin` (the peer side of steps 2 and 3).
 pub async fn serve(
     from: DcId,
-    request: RejoinRequest,
+    hello: &HelloRequest,
+    copy: bool,
     identity: &Identity,
     driver: Option<&DriverHandle>,
 ) -> Result<Response<ChunkStream>, Status> {
@@ -60,9 +61,9 @@ pub async fn serve(
         return Err(Status::unavailable("this node is not serving rebuilds"));
     };
     let claim = Claim {
-        incarnation: request.incarnation,
-        generation: request.generation,
-        run: request.run,
+        incarnation: hello.incarnation,
+        generation: hello.generation,
+        run: hello.run,
     };
     identity
         .accept_rebuilt(from, claim)
@@ -73,18 +74,18 @@ pub async fn serve(
         .map_err(|e| Status::unavailable(format!("cannot note DC {from}'s rebuild: {e}")))?;
     tracing::warn!(
         dc = from,
-        copy = request.copy,
+        copy = copy,
         ?facts,
         "a peer is being rebuilt from this cluster"
     );
     let first = RejoinChunk {
         facts: postcard::to_allocvec(&facts).expect("facts encode"),
-        last: !request.copy,
+        last: !copy,
         ..RejoinChunk::default()
     };
     let (tx, rx) = mpsc::channel::<Result<RejoinChunk, Status>>(CHUNKS_AHEAD);
     let _ = tx.send(Ok(first)).await;
-    if request.copy {
+    if copy {
         let driver = driver.clone();
         tokio::task::spawn_blocking(move || {
             let mut chunk = RejoinChunk::default();
@@ -169,13 +170,8 @@ async fn attempt(
             .connect()
             .await
             .with_context(|| format!("DC {dc} ({}) is unreachable", spec.peer))?;
-        let claim = identity.claim();
         let request = RejoinRequest {
-            cluster: topology.cluster.clone(),
-            from: u32::from(me),
-            incarnation: claim.incarnation,
-            generation: claim.generation,
-            run: claim.run,
+            hello: Some(hello_request(&topology.cluster, me, identity)),
             copy: dc == donor,
         };
         let mut chunks = PeerClient::new(channel)

@@ -123,8 +123,9 @@ impl Peer for PeerService {
         request: Request<proto::RejoinRequest>,
     ) -> Result<Response<Self::RejoinStream>, Status> {
         let r = request.into_inner();
-        let from = self.check_sender(&r.cluster, r.from)?;
-        super::rejoin::serve(from, r, &self.identity, self.driver.as_ref()).await
+        let hello = r.hello.unwrap_or_default();
+        let from = self.check_sender(&hello.cluster, hello.from)?;
+        super::rejoin::serve(from, &hello, r.copy, &self.identity, self.driver.as_ref()).await
     }
 
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
@@ -667,7 +668,7 @@ async fn hello(
     }
 }
 
-fn hello_request(cluster: &str, me: DcId, identity: &Identity) -> HelloRequest {
+pub(super) fn hello_request(cluster: &str, me: DcId, identity: &Identity) -> HelloRequest {
     let claim = identity.claim();
     HelloRequest {
         cluster: cluster.to_string(),
