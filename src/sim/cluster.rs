@@ -24,7 +24,11 @@
 //! both ways, one-way partitions (a DC that hears nothing, or whose messages are lost),
 //! clock jumps beyond the offset bound ε, and disks wiped or replaced by an older copy
 //! (the restart goes through the production identity check, which must refuse it; the
-//! DC then stays down and is left out of the final checks). Every DC probes its peers
+//! operator then rebuilds the DC from its peers — at once, half the time, while what its
+//! lost directory took part in is still undecided — through `Participant::peer_rejoined`
+//! at every peer, the donor's `export_copy` and `txn::driver::Rebuild`, and it is
+//! checked like any DC from then on; one directory is lost per run, docs/protocol.md
+//! §7.7). Every DC probes its peers
 //! every 100 ms as a node does, and the node's rule ([`OffsetCheck`]) decides whether it
 //! may coordinate commits and serve fresh reads; a jump is probed at once (a real node
 //! sees it within a probe period, and acts on the old bound until then).
