@@ -257,6 +257,12 @@ impl Identity {
         if dc == self.me || usize::from(dc) >= self.known.lock().len() {
             bail!("DC {dc} cannot be rebuilt from DC {}", self.me);
         }
+        let (seen, _) = self.generations.lock()[usize::from(dc)];
+        if self.known(dc) == claim.incarnation && claim.generation <= seen {
+            // A repeated or late `Rejoin` of the directory already recorded: what was
+            // recorded since (a later start) stands.
+            return Ok(());
+        }
         let mut generation = claim.generation.to_be_bytes().to_vec();
         generation.extend_from_slice(&claim.run.to_be_bytes());
         let mut batch = WriteBatch::new();
@@ -277,7 +283,6 @@ impl Identity {
     }
 
     /// The incarnation recorded for `dc` (0: none).
-    #[cfg(test)]
     pub fn known(&self, dc: DcId) -> u64 {
         self.known.lock().get(usize::from(dc)).copied().unwrap_or(0)
     }

@@ -158,6 +158,14 @@ impl Peer for PeerService {
                 self.me, batch.to_incarnation
             )));
         }
+        let known = self.identity.known(from);
+        if batch.from_incarnation != 0 && known != 0 && batch.from_incarnation != known {
+            return Err(Status::permission_denied(format!(
+                "the batch is from a replaced data directory of DC {from} (incarnation {:x}; \
+                 this node knows {known:x})",
+                batch.from_incarnation
+            )));
+        }
         // Decode the whole batch first: a garbled one is refused entirely.
         let mut envelopes = Vec::with_capacity(batch.envelopes.len());
         for bytes in &batch.envelopes {
@@ -563,6 +571,7 @@ async fn send_loop(
             envelopes: due,
             probes,
             to_incarnation,
+            from_incarnation: identity.incarnation,
         };
         let (mut client, queued) = (client.clone(), queued.clone());
         in_flight.spawn(async move {
@@ -852,6 +861,7 @@ mod tests {
             envelopes,
             probes: vec![],
             to_incarnation: 0,
+            from_incarnation: 0,
         })
     }
 
@@ -980,6 +990,43 @@ mod tests {
         let status = service.deliver(stale).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert!(rx.try_recv().is_err());
+    }
+
+    /// Issue 12, item 6: once DC 0 is rebuilt under a new directory, what its lost
+    /// directory still sends (a batch in flight, a paused process that resumes) is
+    /// refused; the new directory's batches are taken.
+    #[tokio::test]
+    async fn batches_from_a_replaced_directory_are_refused() {
+        let (service, mut rx) = service();
+        let from = |incarnation| {
+            let mut b = batch("c", 0, vec![closed(0, 1)]);
+            b.get_mut().from_incarnation = incarnation;
+            b
+        };
+        service
+            .hello(Request::new(HelloRequest {
+                cluster: "c".into(),
+                from: 0,
+                incarnation: 7,
+                generation: 1,
+                run: 1,
+            }))
+            .await
+            .unwrap();
+        service.deliver(from(7)).await.unwrap();
+        assert!(rx.try_recv().is_ok());
+        let rebuilt = Claim {
+            incarnation: 9,
+            generation: 1,
+            run: 2,
+        };
+        service.identity.accept_rebuilt(0, rebuilt).unwrap();
+        let status = service.deliver(from(7)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(status.message().contains("replaced"), "{status}");
+        assert!(rx.try_recv().is_err());
+        service.deliver(from(9)).await.unwrap();
+        assert!(rx.try_recv().is_ok());
     }
 
     /// Issue 12, item 6: an older copy of DC 2's own directory (same incarnation) starts

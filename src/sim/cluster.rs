@@ -74,9 +74,13 @@ const CHECK_EVERY_US: u64 = 1_000_000;
 const PROBE_EVERY_US: u64 = 100_000;
 
 enum Event {
-    Deliver(Envelope),
+    /// An envelope, with its sender's directory when it was sent.
+    Deliver(Envelope, u32),
     Tick(DcId),
-    Sync { dc: DcId, incarnation: u32 },
+    Sync {
+        dc: DcId,
+        incarnation: u32,
+    },
     Wake(Waker),
     Check,
     Probe,
@@ -111,9 +115,14 @@ enum Fault {
     RebuildCopy(DcId),
 }
 
+/// A DC being rebuilt: its new (empty, claimed) disk, and the facts its peers answered
+/// so far.
+type Rebuilding = (Arc<MemoryEngine>, Rc<RefCell<Vec<RejoinFacts>>>);
+
 /// An input of a DC's driver loop.
 enum Input {
-    Envelope(Envelope),
+    /// An envelope, with the sender's directory when it was sent.
+    Envelope(Envelope, u32),
     Tick,
 }
 
@@ -235,8 +244,12 @@ pub struct Cluster {
     /// DCs whose restart their peers refused (a wiped or restored directory): down
     /// for good, and left out of the final checks.
     refused: BTreeSet<DcId>,
-    /// Per DC being rebuilt, the facts its peers answered so far.
-    rebuilding: BTreeMap<DcId, Rc<RefCell<Vec<RejoinFacts>>>>,
+    /// Per DC being rebuilt, its new (empty, claimed) disk and the facts its peers
+    /// answered so far.
+    rebuilding: BTreeMap<DcId, Rebuilding>,
+    /// Per DC, which of its directories is current (a rebuild replaces it): what it
+    /// sent from an earlier one is dropped.
+    directories: Rc<RefCell<Vec<u32>>>,
     /// DCs rebuilt from a peer.
     rebuilt: usize,
     /// A directory was lost in this run.
@@ -263,6 +276,7 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(cfg: RunConfig) -> Cluster {
         let mut rng = Rng::new(cfg.seed);
+        let cfg_dcs = cfg.dcs;
         let start = 1_000_000_000;
         let time = Arc::new(SimTime::default());
         time.set(start);
@@ -317,6 +331,7 @@ impl Cluster {
             skewed: BTreeSet::new(),
             refused: BTreeSet::new(),
             rebuilding: BTreeMap::new(),
+            directories: Rc::new(RefCell::new(vec![0; cfg_dcs])),
             rebuilt: 0,
             wiped_once: false,
             lost_directory: None,
@@ -410,7 +425,8 @@ impl Cluster {
         .expect("the protocol state the simulation wrote loads");
         let manager = TxnManager::new(store.clone(), clock, handle);
         let (inputs, rx) = mpsc::unbounded();
-        self.executor.spawn(d, driver_loop(task, rx));
+        self.executor
+            .spawn(d, driver_loop(task, rx, self.directories.clone()));
         dc.running = Some(Running {
             store,
             manager,
@@ -477,7 +493,7 @@ impl Cluster {
             return true;
         };
         match event {
-            Event::Deliver(env) => self.deliver(env),
+            Event::Deliver(env, tag) => self.deliver(env, tag),
             Event::Tick(d) => {
                 if let Some(r) = &self.dcs[usize::from(d)].running {
                     let _ = r.inputs.unbounded_send(Input::Tick);
@@ -539,9 +555,12 @@ impl Cluster {
         }
     }
 
-    fn deliver(&mut self, env: Envelope) {
+    fn deliver(&mut self, env: Envelope, tag: u32) {
         let (from, to) = (env.from, env.to);
-        if self.isolated.contains(&from)
+        // Sent by a directory since replaced: its peers refuse it (as the transport
+        // refuses a batch from a replaced directory).
+        if self.directories.borrow()[usize::from(from)] != tag
+            || self.isolated.contains(&from)
             || self.isolated.contains(&to)
             || self.mute.contains(&from)
             || self.deaf.contains(&to)
@@ -549,7 +568,7 @@ impl Cluster {
             return;
         }
         if let Some(r) = &self.dcs[usize::from(to)].running {
-            let _ = r.inputs.unbounded_send(Input::Envelope(env));
+            let _ = r.inputs.unbounded_send(Input::Envelope(env, tag));
         }
     }
 
@@ -558,8 +577,9 @@ impl Cluster {
             (self.loss, self.duplication, self.cfg.wan_delay_us),
             self.now(),
         );
+        let tag = self.directories.borrow()[usize::from(env.from)];
         for at in deliveries(&mut self.rng, network, now) {
-            self.schedule(at, Event::Deliver(env.clone()));
+            self.schedule(at, Event::Deliver(env.clone(), tag));
         }
     }
 
@@ -760,11 +780,25 @@ impl Cluster {
             self.schedule(self.now() + unit, Event::Fault(Fault::Rebuild(d)));
             return;
         }
+        // The new directory is claimed, and every peer records it in place of the
+        // lost one (what answering `Rejoin` does first): from now on what the lost
+        // directory sent is refused.
+        let engine = Arc::new(MemoryEngine::new());
+        let store = Arc::new(
+            Store::open_stepped(engine.clone() as Arc<dyn Engine>)
+                .expect("the in-memory engine opens"),
+        );
+        let identity =
+            Identity::open(store, "sim", d, self.cfg.dcs).expect("an empty directory is claimed");
+        self.directories.borrow_mut()[usize::from(d)] += 1;
         let facts = Rc::new(RefCell::new(Vec::new()));
         for p in others {
             let Some(r) = &self.dcs[usize::from(p)].running else {
                 continue;
             };
+            r.identity
+                .accept_rebuilt(d, identity.claim())
+                .expect("a peer records the rebuilt DC");
             let driver = r.manager.driver().clone();
             let facts = facts.clone();
             self.executor.spawn(p, async move {
@@ -773,19 +807,19 @@ impl Cluster {
                 }
             });
         }
-        self.rebuilding.insert(d, facts);
+        self.rebuilding.insert(d, (engine, facts));
         let at = self.now() + 2 * self.wan() + 10_000;
         self.schedule(at, Event::Fault(Fault::RebuildCopy(d)));
     }
 
-    /// The copy reaches `d`: its empty directory gets a new identity, which every peer
-    /// records in place of the lost one, then the donor's copy and the facts are
-    /// written through [`Rebuild`], and the node starts as any node does. If a peer
+    /// The copy reaches `d`: the donor's copy and the facts are written into its new
+    /// directory through [`Rebuild`], and the node starts as any node does. If a peer
     /// failed to answer (it crashed), the rebuild starts over.
     fn rebuild_copy(&mut self, d: DcId) {
-        let Some(facts) = self.rebuilding.remove(&d).map(|f| f.borrow().clone()) else {
+        let Some((engine, facts)) = self.rebuilding.remove(&d) else {
             return;
         };
+        let facts = facts.borrow().clone();
         let donor = (0..self.cfg.dcs as DcId)
             .find(|p| *p != d && self.reachable(*p) && self.dcs[usize::from(*p)].running.is_some());
         let (Some(donor), true) = (donor, facts.len() + 1 == self.cfg.dcs) else {
@@ -793,18 +827,8 @@ impl Cluster {
             self.schedule(at, Event::Fault(Fault::Rebuild(d)));
             return;
         };
-        let engine = Arc::new(MemoryEngine::new());
-        let store = Arc::new(
-            Store::open_stepped(engine.clone() as Arc<dyn Engine>)
-                .expect("the in-memory engine opens"),
-        );
-        let identity = Identity::open(store.clone(), "sim", d, self.cfg.dcs)
-            .expect("an empty directory is claimed");
-        for peer in self.dcs.iter().filter_map(|p| p.running.as_ref()) {
-            peer.identity
-                .accept_rebuilt(d, identity.claim())
-                .expect("a peer records the rebuilt DC");
-        }
+        let store = Store::open_stepped(engine.clone() as Arc<dyn Engine>)
+            .expect("the in-memory engine opens");
         let mut rebuild = Rebuild::start(&store).expect("an empty directory");
         let mut versions = Vec::new();
         export_copy(&*self.dcs[usize::from(donor)].engine, &mut |k, v| {
@@ -819,7 +843,7 @@ impl Cluster {
         rebuild
             .finish(d, self.cfg.dcs, &facts)
             .expect("every peer's facts are there");
-        drop((identity, store));
+        drop(store);
         // Every version the donor applied is in the copy (commits without writes too:
         // they left only the donor's last-committed mark).
         let now = self.now();
@@ -834,6 +858,9 @@ impl Cluster {
         if self.boot(d) {
             self.rebuilt += 1;
             self.lost_directory = None;
+            // Until it has learned every attempt its lost directory took part in, those
+            // attempts have one acceptor fewer: another DC out then is more than f.
+            self.hold_faults();
         } else {
             self.violations.push(format!(
                 "rebuild: DC {d}'s peers refused it after its rebuild"
@@ -1179,14 +1206,24 @@ impl Cluster {
 }
 
 /// A DC's driver loop: each turn takes every input already queued.
-async fn driver_loop(task: DriverTask, mut inputs: mpsc::UnboundedReceiver<Input>) {
+async fn driver_loop(
+    task: DriverTask,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+    directories: Rc<RefCell<Vec<u32>>>,
+) {
     while let Some(first) = inputs.next().await {
         let mut envelopes = Vec::new();
         let mut ticked = false;
         let mut input = Some(first);
         while let Some(i) = input {
             match i {
-                Input::Envelope(env) => envelopes.push(env),
+                // Queued before its sender's directory was replaced: dropped, as the
+                // node drops what its transport took from a replaced directory.
+                Input::Envelope(env, tag) => {
+                    if directories.borrow()[usize::from(env.from)] == tag {
+                        envelopes.push(env);
+                    }
+                }
                 Input::Tick => ticked = true,
             }
             input = inputs.try_recv().ok();
