@@ -242,7 +242,8 @@ pub struct Cluster {
     mute: BTreeSet<DcId>,
     skewed: BTreeSet<DcId>,
     /// DCs whose restart their peers refused (a wiped or restored directory): down
-    /// for good, and left out of the final checks.
+    /// until rebuilt from their peers; one not rebuilt by the end is left out of the
+    /// final checks.
     refused: BTreeSet<DcId>,
     /// Per DC being rebuilt, its new (empty, claimed) disk and the facts its peers
     /// answered so far.
@@ -1162,7 +1163,7 @@ impl Cluster {
 
     fn finish(mut self) -> RunResult {
         let unanswered = self.clients.iter().filter(|c| c.current.is_some()).count();
-        // A refused DC is down for good: its disk is not the cluster's any more.
+        // A DC still refused (never rebuilt): its disk is not the cluster's any more.
         let kept: Vec<&Dc> = self
             .dcs
             .iter()
