@@ -294,16 +294,7 @@ async fn a_dc_that_lost_its_directory_is_rebuilt_from_its_peers() {
         command.arg("--rejoin");
         command
     };
-    let mut node = rejoin(&own)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&sql).is_err() {
-        assert!(Instant::now() < deadline, "the rebuilt DC did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut node = spawn_listening(rejoin(&own), 2, &sql);
     let c2 = demo.client(2).await;
     let totals = "SELECT count(*), sum(v) FROM t";
     let (n, sum): (i64, i64) = {
@@ -673,7 +664,12 @@ fn node_command(cluster: &Path, dc: usize, data_dir: &Path) -> Command {
 }
 
 fn start_node(cluster: &Path, dc: usize, data_dir: &Path, sql: &str) -> Child {
-    let child = node_command(cluster, dc, data_dir)
+    spawn_listening(node_command(cluster, dc, data_dir), dc, sql)
+}
+
+/// Spawns DC `dc`'s node `command` and waits until it listens on `sql`.
+fn spawn_listening(mut command: Command, dc: usize, sql: &str) -> Child {
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -288,37 +288,21 @@ impl Durable {
 
     /// Every slot, as entries (to write a rebuilt state into an empty store).
     pub fn entries(&self) -> Vec<DurableEntry> {
-        let mut entries = vec![
-            DurableEntry::Meta {
-                next_seq: self.next_seq,
-                hlc: self.hlc.last(),
-                floor: self.floor,
-            },
-            DurableEntry::Retired(self.retired.clone()),
-            DurableEntry::Fence(self.fence.clone()),
-        ];
-        entries.extend(self.records.values().cloned().map(DurableEntry::Record));
-        entries.extend(
-            self.own_votes
-                .iter()
-                .map(|(k, v)| DurableEntry::OwnVote(*k, *v)),
-        );
-        entries.extend(
-            self.acceptors
-                .iter()
-                .map(|((k, v), a)| DurableEntry::Acceptor(*k, *v, *a)),
-        );
-        entries.extend(
-            self.outcomes
-                .iter()
-                .map(|(k, o)| DurableEntry::Outcome(*k, *o)),
-        );
-        entries.extend(
-            self.retired_writes
-                .iter()
-                .map(|(k, v)| DurableEntry::RetiredWrite(k.clone(), *v)),
-        );
-        entries
+        let slots = [Slot::Meta, Slot::Retired]
+            .into_iter()
+            .chain(self.records.keys().copied().map(Slot::Record))
+            .chain(self.own_votes.keys().copied().map(Slot::OwnVote))
+            .chain(self.acceptors.keys().map(|(k, v)| Slot::Acceptor(*k, *v)))
+            .chain(self.outcomes.keys().copied().map(Slot::Outcome));
+        slots
+            .filter_map(|slot| self.entry(slot))
+            .chain([DurableEntry::Fence(self.fence.clone())])
+            .chain(
+                self.retired_writes
+                    .iter()
+                    .map(|(k, v)| DurableEntry::RetiredWrite(k.clone(), *v)),
+            )
+            .collect()
     }
 
     /// Per origin, the attempts retired (decided, applied, forgotten).
@@ -408,6 +392,22 @@ impl Durable {
         self.dirty.insert(slot);
     }
 
+    /// The entry of `slot` (None: the slot is empty).
+    fn entry(&self, slot: Slot) -> Option<DurableEntry> {
+        Some(match slot {
+            Slot::Meta => DurableEntry::Meta {
+                next_seq: self.next_seq,
+                hlc: self.hlc.last(),
+                floor: self.floor,
+            },
+            Slot::Record(k) => DurableEntry::Record(self.records.get(&k)?.clone()),
+            Slot::OwnVote(k) => DurableEntry::OwnVote(k, *self.own_votes.get(&k)?),
+            Slot::Acceptor(k, v) => DurableEntry::Acceptor(k, v, *self.acceptors.get(&(k, v))?),
+            Slot::Outcome(k) => DurableEntry::Outcome(k, *self.outcomes.get(&k)?),
+            Slot::Retired => DurableEntry::Retired(self.retired.clone()),
+        })
+    }
+
     /// The entries of every slot changed since the last call.
     pub(crate) fn take_changes(&mut self) -> Vec<DurableEntry> {
         let dirty = std::mem::take(&mut self.dirty);
@@ -420,22 +420,7 @@ impl Durable {
             .collect();
         dirty
             .into_iter()
-            .filter_map(|slot| {
-                Some(match slot {
-                    Slot::Meta => DurableEntry::Meta {
-                        next_seq: self.next_seq,
-                        hlc: self.hlc.last(),
-                        floor: self.floor,
-                    },
-                    Slot::Record(k) => DurableEntry::Record(self.records.get(&k)?.clone()),
-                    Slot::OwnVote(k) => DurableEntry::OwnVote(k, *self.own_votes.get(&k)?),
-                    Slot::Acceptor(k, v) => {
-                        DurableEntry::Acceptor(k, v, *self.acceptors.get(&(k, v))?)
-                    }
-                    Slot::Outcome(k) => DurableEntry::Outcome(k, *self.outcomes.get(&k)?),
-                    Slot::Retired => DurableEntry::Retired(self.retired.clone()),
-                })
-            })
+            .filter_map(|slot| self.entry(slot))
             .chain(writes)
             .collect()
     }
@@ -486,5 +471,25 @@ mod tests {
         assert_eq!(back.own_votes, d.own_votes);
         assert_eq!(back.acceptors, d.acceptors);
         assert_eq!(back.outcomes, d.outcomes);
+
+        // A rebuilt state (§7.7) drops the donor's own votes and acceptor states, fences,
+        // and round-trips whole through `entries`.
+        let facts = [RejoinFacts {
+            from: 1,
+            fence: 9,
+            highest_of_rejoiner: 12,
+            floor_of_rejoiner: 50,
+            hlc: 120,
+        }];
+        let rebuilt = d.clone().rebuilt(0, 3, &facts);
+        assert!(rebuilt.own_votes.is_empty() && rebuilt.acceptors.is_empty());
+        assert_eq!((rebuilt.next_seq, rebuilt.floor), (12, 50));
+        assert_eq!(rebuilt.fence, vec![13, 9, 0]);
+        assert!(rebuilt.is_fenced(key) && !rebuilt.is_fenced(TxnKey { origin: 1, seq: 9 }));
+        let back = Durable::from_entries(rebuilt.entries());
+        assert_eq!(back.fence, rebuilt.fence);
+        assert_eq!((back.next_seq, back.floor, back.hlc.last()), (12, 50, 120));
+        assert_eq!(back.outcomes, d.outcomes);
+        assert!(back.own_votes.is_empty() && back.acceptors.is_empty());
     }
 }

@@ -14,7 +14,7 @@
 //! A rebuild interrupted by a crash leaves a marker: the driver refuses to open such a
 //! store ([`open`](super::open)), and a new [`Rebuild`] starts by clearing it.
 
-use kv::keys::{decode_version_key, protocol_span, shard_span, Key};
+use kv::keys::{decode_version_key, protocol_span, version_span, Key};
 use kv::{Engine, MvccStore, Store, Version, WriteBatch};
 use replication::{DcId, Durable, DurableEntry, RejoinFacts};
 
@@ -82,37 +82,24 @@ impl<'a> Rebuild<'a> {
     pub fn start(store: &'a Store) -> Result<Rebuild<'a>> {
         let engine = store.engine();
         let interrupted = rebuild_interrupted(&**engine)?;
-        // A new store writes its shard map by itself: that is replaced by the donor's;
+        // A new store writes its shard map by itself (the donor's replaces it);
         // protocol state or committed versions mean the directory holds data.
-        let (shards, _) = shard_span();
-        let mut stale = WriteBatch::new();
-        let mut held = 0u64;
-        engine
-            .export(COPY_START, COPY_END, &mut |k, _| {
-                if !k.starts_with(&shards) {
-                    held += 1;
-                    if !interrupted {
-                        return Err(kv::Error::Busy("not empty".into()));
-                    }
-                }
-                stale.delete(k.to_vec());
-                if stale.size_bytes() >= BATCH_BYTES {
-                    engine.write(&std::mem::take(&mut stale), false)?;
-                }
-                Ok(())
-            })
-            .or_else(|e| {
-                if held > 0 && !interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
-        if held > 0 && !interrupted {
+        let holds = |(start, end): (Vec<u8>, Vec<u8>)| -> Result<bool> {
+            Ok(!engine.scan(&start, Some(&end), 1)?.is_empty())
+        };
+        if !interrupted && (holds(protocol_span())? || holds(version_span())?) {
             return Err(Error::Rejoin(
                 "the data directory holds data: a rebuild needs an empty one".into(),
             ));
         }
+        let mut stale = WriteBatch::new();
+        engine.export(COPY_START, COPY_END, &mut |k, _| {
+            stale.delete(k.to_vec());
+            if stale.size_bytes() >= BATCH_BYTES {
+                engine.write(&std::mem::take(&mut stale), false)?;
+            }
+            Ok(())
+        })?;
         stale.put(Key::Meta(REBUILDING_KEY).encode(), Vec::<u8>::new());
         engine.write(&stale, true)?;
         Ok(Rebuild {
