@@ -6,7 +6,13 @@ every 15 s of what an operator watches.
 Started by scripts/soak.sh (which checks the binary and pgbench). Each report line shows,
 per DC, from the node's own log (it reports every 10 s): commits it coordinated in its
 last 10 s and their protocol latency p50/p99 in ms, the protocol records it holds and the
-store's estimated keys; and the node's RSS and data directory size in MiB.
+store's estimated keys and the memory RocksDB reports (memtables, block cache, table
+readers); and the node's RSS and data directory size in MiB. At the end it prints each
+node's RSS range over the reports taken at least --warmup-minutes after the node (re)started.
+
+With --evict-after-s below --down-s, every killed DC is evicted by its peers while it is
+down (docs/protocol.md §7.8): its restart is refused, and the soak rebuilds it as an
+operator would (its directory removed, `meridian node --rejoin` on an empty one).
 
 Exit status 1 if a node reports a 10 s interval with no commit while a majority of DCs
 was up through it (its first interval after each start, before its load begins, and
@@ -37,10 +43,15 @@ def parse_args():
     p.add_argument("--kill-every-s", type=int, default=180,
                    help="kill -9 one DC (in turn) this often; 0: never")
     p.add_argument("--down-s", type=int, default=10, help="how long a killed DC stays down")
+    p.add_argument("--evict-after-s", type=int, default=600,
+                   help="peers evict a DC out of contact this long (the cluster file's "
+                        "evict_after_s)")
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--gc-ttl-s", type=int, default=60,
                    help="old versions are kept this long (MERIDIAN_GC_TTL_S; 4 h by default "
                         "in a node, short here so the soak shows collection)")
+    p.add_argument("--warmup-minutes", type=float, default=5,
+                   help="RSS is summarised over reports this long after a node's (re)start")
     p.add_argument("--bin", required=True)
     p.add_argument("--keep", help="copy the work directory (logs) here at the end")
     return p.parse_args()
@@ -56,7 +67,8 @@ class Cluster:
         self.demo_dir = os.path.join(work, "demo")
         self.demo = subprocess.Popen(
             [args.bin, "demo", "--dcs", str(DCS), "--wan-delay-ms", str(args.wan_delay_ms),
-             "--base-port", str(self.base), "--data-dir", self.demo_dir],
+             "--base-port", str(self.base), "--data-dir", self.demo_dir,
+             "--evict-after-s", str(args.evict_after_s)],
             stdout=open(os.path.join(work, "demo.out"), "w"), stderr=subprocess.STDOUT)
         info = os.path.join(self.demo_dir, "demo.json")
         for _ in range(600):
@@ -68,6 +80,7 @@ class Cluster:
         else:
             sys.exit("the demo did not start")
         self.pids = [e["pid"] for e in json.load(open(info))]
+        self.started_at = [time.time()] * len(self.pids)
         self.restarted = {}  # dc -> Popen of a node this script restarted
 
     def url(self, dc):
@@ -79,14 +92,16 @@ class Cluster:
             self.restarted.pop(dc).wait()
         self.pids[dc] = None
 
-    def start(self, dc):
+    def start(self, dc, rejoin=False):
         log = open(os.path.join(self.demo_dir, f"dc{dc}.log"), "a")
         node = subprocess.Popen(
             [self.args.bin, "node", "--cluster", os.path.join(self.demo_dir, "cluster.toml"),
-             "--dc", str(dc), "--data-dir", os.path.join(self.demo_dir, f"dc{dc}")],
+             "--dc", str(dc), "--data-dir", os.path.join(self.demo_dir, f"dc{dc}")]
+            + (["--rejoin"] if rejoin else []),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.restarted[dc] = node
         self.pids[dc] = node.pid
+        self.started_at[dc] = time.time()
 
     def ready(self, dc):
         return subprocess.run(["psql", "-X", "-q", "-c", "SELECT 1", self.url(dc)],
@@ -137,14 +152,15 @@ class NodeLog:
 
     STATS = re.compile(r"commit protocol, last (\d+) s committed=(\d+) aborted=(\d+) "
                        r"protocol_ms_p50=([\d.]+) protocol_ms_p99=([\d.]+)")
-    GAUGE = re.compile(r"participant attempts=(\d+).* records=(\d+) store_keys=(\d+)")
+    GAUGE = re.compile(r"participant attempts=(\d+).* records=(\d+) store_keys=(\d+) "
+                       r"store_memory_mib=(\d+)")
     STARTED = "meridian node started"
 
     def __init__(self, path):
         self.path = path
         self.offset = 0
         self.stats = None  # (committed, p50, p99) of the last report
-        self.gauges = (0, 0)  # (records, store keys)
+        self.gauges = (0, 0, 0)  # (records, store keys, store memory MiB)
         self.since_start = 0  # reports since the node last started
 
     def poll(self):
@@ -166,8 +182,18 @@ class NodeLog:
                 self.stats = (int(m[2]), float(m[4]), float(m[5]))
                 reports.append((time.time(), int(m[2]), self.since_start))
             elif m := self.GAUGE.search(line):
-                self.gauges = (int(m[2]), int(m[3]))
+                self.gauges = (int(m[2]), int(m[3]), int(m[4]))
         return reports
+
+
+def evicted(log_path):
+    """Whether the node's log ends with its refusal as an evicted DC."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(log_path) - 4096))
+            return b"was evicted" in f.read()
+    except OSError:
+        return False
 
 
 def rss_mib(pid):
@@ -216,15 +242,18 @@ def main():
         victim = 0
         down_until = None
         restarting = None  # when the victim's node was started again
+        rebuilding = False  # whether it was refused as evicted and is being rebuilt
         # When the membership last changed (a kill or a restart): reports covering it
         # are not judged.
         changed_at = start
         next_report = start + WINDOW_S
+        warm_rss = [[] for _ in range(DCS)]
         print(f"soak: 3 DCs, {args.wan_delay_ms} ms one-way, {args.clients} clients per DC, "
               f"{args.minutes:g} min, kill -9 every {args.kill_every_s or 'never'} s, "
               f"old versions kept {args.gc_ttl_s} s (work dir {work})", flush=True)
         print("  time " + " ".join(
-            f"| dc{d} commits/10s  p50  p99 records keys(est)  rss disk" for d in range(DCS)),
+            f"| dc{d} commits/10s  p50  p99 records keys(est) rocks  rss disk"
+            for d in range(DCS)),
             flush=True)
         while time.time() < end:
             now = time.time()
@@ -239,13 +268,22 @@ def main():
                 restarting = now
             if restarting is not None:
                 node = cluster.restarted[victim]
+                if node.poll() is not None and not rebuilding and evicted(logs[victim].path):
+                    print(f"  {time.time() - start:4.0f}s dc{victim} refused: evicted; "
+                          f"rebuilding it (--rejoin on an empty directory)", flush=True)
+                    subprocess.run(["rm", "-rf", os.path.join(cluster.demo_dir, f"dc{victim}")])
+                    cluster.start(victim, rejoin=True)
+                    rebuilding = True
+                    node = cluster.restarted[victim]
                 if node.poll() is not None:
                     failed.append(f"dc{victim} did not restart (exit {node.returncode}; see its log)")
                     break
                 if cluster.ready(victim):
-                    print(f"  {time.time() - start:4.0f}s dc{victim} restarted after "
+                    how = "rebuilt" if rebuilding else "restarted"
+                    print(f"  {time.time() - start:4.0f}s dc{victim} {how} after "
                           f"{args.down_s} s down, ready in {time.time() - restarting:.1f} s",
                           flush=True)
+                    rebuilding = False
                     loads[victim].start(end)
                     victim = (victim + 1) % DCS
                     down_until = restarting = None
@@ -265,11 +303,14 @@ def main():
                 cols = []
                 for d, log in enumerate(logs):
                     committed, p50, p99 = log.stats or (0, float("nan"), float("nan"))
-                    records, keys = log.gauges
+                    records, keys, rocks = log.gauges
                     up = cluster.pids[d] is not None
+                    rss = rss_mib(cluster.pids[d]) if up else float("nan")
+                    if up and now - cluster.started_at[d] >= args.warmup_minutes * 60:
+                        warm_rss[d].append(rss)
                     cols.append(
                         f"| {committed:15d} {p50:4.0f} {p99:4.0f} {records:7d} {keys:10d} "
-                        f"{rss_mib(cluster.pids[d]) if up else float('nan'):4.0f} "
+                        f"{rocks:5d} {rss:4.0f} "
                         f"{dir_mib(os.path.join(cluster.demo_dir, f'dc{d}')):4.0f}")
                 print(f"  {now - start:4.0f}s " + " ".join(cols), flush=True)
                 next_report += WINDOW_S
@@ -281,6 +322,15 @@ def main():
         if args.keep:
             subprocess.run(["cp", "-r", work, args.keep])
         subprocess.run(["rm", "-rf", work])
+    for d in range(DCS):
+        samples = warm_rss[d]
+        if samples:
+            mid = (max(samples) + min(samples)) / 2
+            print(f"dc{d} RSS {args.warmup_minutes:g} min or more after a start: "
+                  f"{min(samples):.0f}..{max(samples):.0f} MiB over {len(samples)} reports, "
+                  f"±{100 * (max(samples) - mid) / mid:.1f}%")
+        else:
+            print(f"dc{d} RSS: no report {args.warmup_minutes:g} min after a start")
     for line in failed:
         print(f"FAIL: {line}")
     if failed:

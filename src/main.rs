@@ -105,6 +105,10 @@ enum Command {
         /// DCs, also with one down) or `conservative` (3, Consus's count).
         #[arg(long, default_value = "owner", value_parser = ["owner", "conservative"])]
         learn: String,
+        /// A DC out of contact this long is evicted by its peers, which then keep no
+        /// history for it; it rejoins only rebuilt (`meridian node --rejoin`).
+        #[arg(long, default_value_t = cluster::topology::DEFAULT_EVICT_AFTER_S)]
+        evict_after_s: u64,
     },
     /// Change the emulated WAN of a running cluster (every node of the cluster file).
     Wan {
@@ -300,11 +304,13 @@ fn main() -> anyhow::Result<()> {
             base_port,
             data_dir,
             learn,
+            evict_after_s,
         } => runtime.block_on(cluster::demo::run(cluster::demo::DemoConfig {
             dcs,
             wan_delay_ms,
             base_port,
             data_dir,
+            evict_after_s,
             learn: if learn == "owner" {
                 cluster::topology::Learn::Owner
             } else {

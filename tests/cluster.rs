@@ -19,9 +19,15 @@ struct Demo {
 
 impl Demo {
     fn start(dir: &Path, dcs: usize, wan_delay_ms: u64) -> Demo {
+        Demo::start_with(dir, dcs, wan_delay_ms, &[])
+    }
+
+    /// As [`Demo::start`], with more `meridian demo` arguments.
+    fn start_with(dir: &Path, dcs: usize, wan_delay_ms: u64, args: &[&str]) -> Demo {
         let base = base_port(dcs);
         let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
             .args(["demo", "--dcs", &dcs.to_string()])
+            .args(args)
             .args(["--wan-delay-ms", &wan_delay_ms.to_string()])
             .args(["--base-port", &base.to_string()])
             .arg("--data-dir")
@@ -328,6 +334,67 @@ async fn a_dc_that_lost_its_directory_is_rebuilt_from_its_peers() {
     execute_retrying(&c2, "UPDATE t SET v = v + 1 WHERE k = 2").await;
     let sum: i64 = c0.query_one(totals, &[]).await.unwrap().get(1);
     assert_eq!(sum, 61);
+    node.kill().unwrap();
+    node.wait().unwrap();
+}
+
+/// Issue 12, items 6 and 7: peers keep what a down DC has not acknowledged, so an outage
+/// grew their state without bound. A DC out of contact past `evict_after_s` is evicted
+/// (`SHOW DATA CENTERS` says so) and its history is no longer kept; it is then refused
+/// with its old directory, with a message that says how to rebuild it, and rebuilt by
+/// `--rejoin` it holds what was committed meanwhile and commits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dc_out_longer_than_its_peers_keep_history_is_evicted_then_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start_with(dir.path(), 3, 5, &["--evict-after-s", "10"]);
+    let cluster = dir.path().join("cluster.toml");
+    let c0 = demo.client(0).await;
+    c0.batch_execute(
+        "CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g",
+    )
+    .await
+    .unwrap();
+    kill9(demo.pid(2));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut updates = 0;
+    while data_centers(&c0).await[2].2 != "evicted" {
+        assert!(Instant::now() < deadline, "DC 2 was never evicted");
+        execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
+        updates += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c1 = demo.client(1).await;
+    wait_state(&c1, 2, "evicted").await;
+    let own = dir.path().join("dc2");
+    let why = start_refused(&cluster, 2, &own);
+    assert!(why.contains("evicted") && why.contains("--rejoin"), "{why}");
+    std::fs::rename(&own, dir.path().join("dc2.evicted")).unwrap();
+    let sql = demo
+        .url(2)
+        .trim_start_matches("postgres://")
+        .replace("/postgres", "");
+    let mut command = node_command(&cluster, 2, &own);
+    command.arg("--rejoin");
+    let mut node = spawn_listening(command, 2, &sql);
+    let c2 = demo.client(2).await;
+    let v: i32 = c2
+        .query_one("SELECT v FROM t WHERE k = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        v, updates,
+        "the rebuilt DC holds what was committed while it was out"
+    );
+    execute_retrying(&c2, "UPDATE t SET v = v + 1 WHERE k = 2").await;
+    let v: i32 = c0
+        .query_one("SELECT v FROM t WHERE k = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 1, "a commit at the rebuilt DC is seen elsewhere");
+    wait_state(&c0, 2, "up").await;
     node.kill().unwrap();
     node.wait().unwrap();
 }

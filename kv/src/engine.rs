@@ -82,6 +82,12 @@ pub trait Engine: Send + Sync + 'static {
     fn estimated_keys(&self) -> Option<u64> {
         None
     }
+
+    /// Bytes the engine holds in memory (memtables, block cache, table readers), for
+    /// monitoring; None if the engine cannot tell cheaply.
+    fn memory_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct DemoConfig {
     pub base_port: u16,
     pub data_dir: PathBuf,
     pub learn: Learn,
+    /// A DC out of contact this long is evicted (docs/protocol.md §7.8).
+    pub evict_after_s: u64,
 }
 
 pub fn topology(cfg: &DemoConfig) -> anyhow::Result<Topology> {
@@ -75,6 +77,7 @@ pub fn topology(cfg: &DemoConfig) -> anyhow::Result<Topology> {
             jitter_ms: 0,
             loss: 0.0,
         },
+        evict_after_s: cfg.evict_after_s,
         dcs,
         tls: None,
     };

@@ -23,6 +23,11 @@
 //! comes back, and the refused node stays cut off (its log says why) until the operator
 //! rebuilds it from a peer: `meridian node --rejoin` with an empty directory, which every
 //! peer records in place of the lost one ([`Identity::accept_rebuilt`]).
+//!
+//! A peer out of contact for longer than the cluster keeps history for it is **evicted**
+//! ([`Identity::evict`], docs/protocol.md §7.8): its directory, known or not yet heard
+//! of, is refused from then on as a replaced one is, and the DC takes part again only
+//! once rebuilt the same way.
 
 use std::sync::Arc;
 
@@ -46,6 +51,14 @@ fn peer_key(dc: DcId) -> String {
 fn peer_generation_key(dc: DcId) -> String {
     format!("peer_generation/{dc}")
 }
+
+fn peer_evicted_key(dc: DcId) -> String {
+    format!("peer_evicted/{dc}")
+}
+
+/// Recorded as the evicted incarnation of a DC evicted before it was ever heard: every
+/// directory but a rebuilt one is refused.
+const EVICTED_UNHEARD: u64 = u64::MAX;
 
 /// What a DC says of itself in `Hello`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +91,8 @@ pub struct Identity {
     known: Mutex<Vec<u64>>,
     /// Per DC, the highest generation heard from it and that start's run ((0, 0): none).
     generations: Mutex<Vec<(u64, u64)>>,
+    /// Per DC, the incarnation evicted (0: none; [`EVICTED_UNHEARD`]: any not rebuilt).
+    evicted: Mutex<Vec<u64>>,
 }
 
 impl Identity {
@@ -135,8 +150,13 @@ impl Identity {
         engine.write(&batch, true)?;
         let mut known = vec![0; dcs];
         let mut generations = vec![(0, 0); dcs];
+        let mut evicted = vec![0; dcs];
         for dc in 0..dcs {
             let id = dc as DcId;
+            let key = Key::Meta(&peer_evicted_key(id)).encode();
+            if let Some([i]) = read_u64s::<1>(engine.get(&key)?) {
+                evicted[dc] = i;
+            }
             if let Some([i]) = read_u64s::<1>(engine.get(&Key::Meta(&peer_key(id)).encode())?) {
                 known[dc] = i;
             }
@@ -154,6 +174,7 @@ impl Identity {
             run: rand::random::<u64>().max(1),
             known: Mutex::new(known),
             generations: Mutex::new(generations),
+            evicted: Mutex::new(evicted),
         })
     }
 
@@ -217,6 +238,9 @@ impl Identity {
         if incarnation == 0 || dc == self.me {
             return Ok(());
         }
+        if self.is_evicted_directory(dc, incarnation) {
+            return Err(evicted_refusal(dc));
+        }
         let mut known = self.known.lock();
         let Some(slot) = known.get_mut(usize::from(dc)) else {
             return Ok(());
@@ -271,9 +295,11 @@ impl Identity {
             claim.incarnation.to_be_bytes().to_vec(),
         );
         batch.put(Key::Meta(&peer_generation_key(dc)).encode(), generation);
+        batch.delete(Key::Meta(&peer_evicted_key(dc)).encode());
         self.store.engine().write(&batch, true)?;
         self.known.lock()[usize::from(dc)] = claim.incarnation;
         self.generations.lock()[usize::from(dc)] = (claim.generation, claim.run);
+        self.evicted.lock()[usize::from(dc)] = 0;
         tracing::info!(
             dc,
             incarnation = format!("{:x}", claim.incarnation),
@@ -286,6 +312,62 @@ impl Identity {
     pub fn known(&self, dc: DcId) -> u64 {
         self.known.lock().get(usize::from(dc)).copied().unwrap_or(0)
     }
+
+    /// Evicts DC `dc` (docs/protocol.md §7.8): its directory — the one recorded, or
+    /// any if none was heard yet — is refused durably from now on, until the DC is
+    /// rebuilt under a new one ([`Self::accept_rebuilt`]). Returns whether it was not
+    /// evicted already. The caller then stops keeping history for it
+    /// (`replication::Participant::evict`).
+    pub fn evict(&self, dc: DcId) -> anyhow::Result<bool> {
+        let dcs = self.known.lock().len();
+        if dc == self.me || usize::from(dc) >= dcs {
+            bail!("DC {} cannot evict DC {dc}", self.me);
+        }
+        if self.is_evicted(dc) {
+            return Ok(false);
+        }
+        let incarnation = match self.known(dc) {
+            0 => EVICTED_UNHEARD,
+            known => known,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Key::Meta(&peer_evicted_key(dc)).encode(),
+            incarnation.to_be_bytes().to_vec(),
+        );
+        self.store.engine().write(&batch, true)?;
+        self.evicted.lock()[usize::from(dc)] = incarnation;
+        Ok(true)
+    }
+
+    /// Whether `dc` is evicted (its recorded directory, or any, is refused).
+    pub fn is_evicted(&self, dc: DcId) -> bool {
+        self.is_evicted_directory(dc, self.known(dc))
+    }
+
+    /// Whether `incarnation` is a directory of `dc` evicted here.
+    pub fn is_evicted_directory(&self, dc: DcId, incarnation: u64) -> bool {
+        match self.evicted.lock().get(usize::from(dc)).copied() {
+            None | Some(0) => false,
+            Some(EVICTED_UNHEARD) => true,
+            Some(evicted) => evicted == incarnation,
+        }
+    }
+
+    /// Every DC evicted here.
+    pub fn evicted(&self) -> Vec<DcId> {
+        let dcs = self.known.lock().len();
+        (0..dcs as DcId).filter(|dc| self.is_evicted(*dc)).collect()
+    }
+}
+
+pub(super) fn evicted_refusal(dc: DcId) -> String {
+    format!(
+        "DC {dc} was evicted: it was out of contact for longer than its peers keep history \
+         for it (`evict_after_s` in the cluster file), so they no longer hold what it \
+         missed. Rebuild it from its peers: move its data directory aside and start it \
+         with `meridian node --rejoin` on an empty one"
+    )
 }
 
 /// Whether a data directory's store belongs to a cluster (for `meridian start`).
@@ -294,4 +376,55 @@ pub fn cluster_identity(store: &Store) -> anyhow::Result<Option<String>> {
         .engine()
         .get(&Key::Meta(IDENTITY_KEY).encode())?
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kv::MemoryEngine;
+
+    fn open(engine: &Arc<MemoryEngine>, me: DcId) -> Identity {
+        let store = Arc::new(Store::open(engine.clone() as Arc<dyn kv::Engine>).unwrap());
+        Identity::open(store, "c", me, 3).unwrap()
+    }
+
+    /// Issue 12, item 7: an eviction is durable and refuses the evicted directory (or
+    /// any, if none was heard) until the DC is rebuilt under a new one.
+    #[test]
+    fn an_evicted_directory_is_refused_across_restarts_until_rebuilt() {
+        let engine = Arc::new(MemoryEngine::new());
+        let peer = |incarnation| Claim {
+            incarnation,
+            generation: 1,
+            run: 1,
+        };
+        let id = open(&engine, 0);
+        assert!(
+            id.evict(2).unwrap(),
+            "DC 2 never heard: any directory is refused"
+        );
+        assert!(!id.evict(2).unwrap(), "already evicted");
+        assert!(id.check_peer(2, peer(7)).is_err());
+        id.check_peer(1, peer(5)).unwrap();
+        assert!(id.evict(1).unwrap());
+        drop(id);
+        let id = open(&engine, 0);
+        assert_eq!(id.evicted(), vec![1, 2]);
+        let why = id.check_peer(1, peer(5)).unwrap_err();
+        assert!(why.contains("evicted") && why.contains("--rejoin"), "{why}");
+        assert!(id.is_evicted_directory(1, 5) && !id.is_evicted_directory(1, 6));
+        id.accept_rebuilt(1, peer(6)).unwrap();
+        id.check_peer(1, peer(6)).unwrap();
+        assert!(
+            id.check_peer(1, peer(5)).is_err(),
+            "the old directory stays refused"
+        );
+        drop(id);
+        let id = open(&engine, 0);
+        assert_eq!(id.evicted(), vec![2]);
+        assert!(
+            id.evict(0).is_err() && id.evict(3).is_err(),
+            "itself, or no such DC"
+        );
+    }
 }

@@ -20,6 +20,7 @@
 //! another cluster or DC.
 
 pub mod demo;
+mod evict;
 pub mod identity;
 pub mod local;
 mod rejoin;
@@ -33,6 +34,7 @@ pub use self::identity::cluster_identity;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use replication::{Config, DcId, LearnRule};
@@ -227,6 +229,16 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         Some(Box::new(outbox.clone()) as Box<dyn Transport>),
         Some(health.clone() as Arc<dyn ClusterView>),
     )?;
+    for dc in identity.evicted() {
+        handle.evict(dc);
+        health.set_evicted(dc);
+    }
+    tokio::spawn(evict::watch(
+        health.clone(),
+        identity.clone(),
+        handle.clone(),
+        Duration::from_secs(topology.evict_after_s),
+    ));
     let handle_for_peers = handle.clone();
     let txns = TxnManager::new(store, Arc::new(EmulatedClock(wan.clone())), handle);
     let engine = planner::Planner::new(txns, config.query_memory_bytes);

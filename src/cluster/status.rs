@@ -25,6 +25,31 @@ pub const RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Round trips kept per peer at most (probes go every 100 ms: 10 s of them).
 const RTT_SAMPLES_MAX: usize = 128;
 
+/// Which peers to evict (docs/protocol.md §7.8): those silent for `after` or longer
+/// (`heard_ago[d]`: how long since DC d was last heard, None: not since this node
+/// started `uptime` ago), as long as this node hears a majority of DCs, itself
+/// included, within [`UP_WITHIN`]. A node cut off from the others evicts nobody: it
+/// cannot tell who is out, and it retires nothing meanwhile anyway.
+pub fn due_for_eviction(
+    me: DcId,
+    heard_ago: &[Option<Duration>],
+    uptime: Duration,
+    after: Duration,
+) -> Vec<DcId> {
+    let in_contact = heard_ago
+        .iter()
+        .enumerate()
+        .filter(|(d, ago)| *d == usize::from(me) || ago.is_some_and(|a| a <= UP_WITHIN))
+        .count();
+    if in_contact <= heard_ago.len() / 2 {
+        return Vec::new();
+    }
+    (0..heard_ago.len())
+        .filter(|d| *d != usize::from(me) && heard_ago[*d].unwrap_or(uptime) >= after)
+        .map(|d| d as DcId)
+        .collect()
+}
+
 /// What probes measured of one peer's round trips.
 #[derive(Default)]
 struct Measured {
@@ -126,6 +151,8 @@ pub struct PeerHealth {
     offsets: Mutex<OffsetCheck>,
     /// Whether the last check found such a peer (to log changes once).
     offset_refused: std::sync::atomic::AtomicBool,
+    /// Per DC: evicted by this node, and not heard from since (a rebuilt DC is).
+    evicted: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerHealth {
@@ -137,6 +164,7 @@ impl PeerHealth {
     pub fn new(topology: Topology, me: DcId, wan: Arc<Wan>, clock_bound_us: u64) -> PeerHealth {
         let heard = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
         let measured = topology.dcs.iter().map(|_| Mutex::default()).collect();
+        let evicted = topology.dcs.iter().map(|_| Default::default()).collect();
         let offsets = Mutex::new(OffsetCheck::new(me, topology.dcs.len(), clock_bound_us));
         PeerHealth {
             topology,
@@ -147,6 +175,7 @@ impl PeerHealth {
             measured,
             offsets,
             offset_refused: std::sync::atomic::AtomicBool::new(false),
+            evicted,
         }
     }
 
@@ -228,8 +257,37 @@ impl PeerHealth {
             .max()
     }
 
+    /// Peers out of contact for `after` or longer that are not evicted yet
+    /// ([`due_for_eviction`]).
+    pub fn due_for_eviction(&self, after: Duration) -> Vec<DcId> {
+        let now = self.start.elapsed();
+        let heard_ago: Vec<Option<Duration>> = self
+            .heard
+            .iter()
+            .map(|h| match h.load(Ordering::Relaxed) {
+                0 => None,
+                at => Some(now.saturating_sub(Duration::from_micros(at - 1))),
+            })
+            .collect();
+        due_for_eviction(self.me, &heard_ago, now, after)
+            .into_iter()
+            .filter(|d| !self.evicted[usize::from(*d)].load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// This node evicted `dc` (shown in `SHOW DATA CENTERS` until `dc` is heard again,
+    /// which only a rebuilt directory can be).
+    pub fn set_evicted(&self, dc: DcId) {
+        if let Some(e) = self.evicted.get(usize::from(dc)) {
+            e.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// A batch from `dc` arrived.
     pub fn heard(&self, dc: DcId) {
+        if let Some(e) = self.evicted.get(usize::from(dc)) {
+            e.store(false, Ordering::Relaxed);
+        }
         if let Some(at) = self.heard.get(usize::from(dc)) {
             at.store(
                 self.start.elapsed().as_micros() as u64 + 1,
@@ -255,6 +313,8 @@ impl PeerHealth {
                     "clock offset"
                 } else if cut {
                     "cut"
+                } else if self.evicted[usize::from(dc.id)].load(Ordering::Relaxed) {
+                    "evicted"
                 } else if ago.is_some_and(|a| a <= UP_WITHIN) {
                     "up"
                 } else {
@@ -292,7 +352,7 @@ impl ClusterView for PeerHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::topology::{DcSpec, Learn, Link};
+    use crate::cluster::topology::{DcSpec, Learn, Link, DEFAULT_EVICT_AFTER_S};
 
     fn health(clock_bound_us: u64) -> PeerHealth {
         let dcs = (0..3u8)
@@ -309,6 +369,7 @@ mod tests {
             cluster: "c".into(),
             learn: Learn::Owner,
             wan: Link::default(),
+            evict_after_s: DEFAULT_EVICT_AFTER_S,
             dcs,
             tls: None,
         };
@@ -370,6 +431,46 @@ mod tests {
             five.measured(0, dc, 2_000, 0);
         }
         assert_eq!(five.refusal(10), None, "three of five agree");
+    }
+
+    /// Issue 12, item 7: a peer silent for the eviction period is evicted, but only by a
+    /// node that hears a majority; nobody is evicted by a node cut off from the rest.
+    #[test]
+    fn a_peer_silent_past_the_period_is_evicted_by_a_node_in_a_majority() {
+        let s = |secs| Some(Duration::from_secs(secs));
+        let (after, up) = (Duration::from_secs(600), Duration::from_secs(650));
+        let none = Vec::<DcId>::new();
+        assert_eq!(
+            due_for_eviction(0, &[None, s(1), s(700)], up, after),
+            vec![2]
+        );
+        assert_eq!(due_for_eviction(0, &[None, s(1), None], up, after), vec![2]);
+        let early = Duration::from_secs(500);
+        assert_eq!(due_for_eviction(0, &[None, s(1), None], early, after), none);
+        assert_eq!(due_for_eviction(0, &[None, s(1), s(599)], up, after), none);
+        assert_eq!(
+            due_for_eviction(0, &[None, s(700), s(700)], up, after),
+            none,
+            "cut off from both peers: it cannot tell who is out"
+        );
+        assert_eq!(due_for_eviction(0, &[None, s(3), None], up, after), none);
+        let five = [s(0), None, s(1), s(900), s(700)];
+        assert_eq!(due_for_eviction(1, &five, up, after), vec![3, 4]);
+        let h = health(1_000);
+        let after = Duration::from_millis(30);
+        std::thread::sleep(2 * after);
+        assert_eq!(
+            h.due_for_eviction(after),
+            Vec::<DcId>::new(),
+            "nobody heard"
+        );
+        h.heard(1);
+        assert_eq!(h.due_for_eviction(after), vec![2], "silent since the start");
+        h.set_evicted(2);
+        assert_eq!(h.due_for_eviction(after), Vec::<DcId>::new());
+        assert_eq!(h.statuses()[2].state, "evicted");
+        h.heard(2);
+        assert_eq!(h.statuses()[2].state, "up", "a rebuilt directory is heard");
     }
 
     /// Probes that waited out a pause do not stretch the timers: the estimate is each

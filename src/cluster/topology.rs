@@ -4,6 +4,7 @@
 //! ```toml
 //! cluster = "demo"
 //! learn = "owner"      # or "conservative" (optional; see docs/protocol.md §5.3)
+//! evict_after_s = 600  # a DC out of contact this long is evicted (optional; §7.8)
 //!
 //! [wan]                # emulated one-way delay between any two DCs (optional)
 //! delay_ms = 50
@@ -106,10 +107,22 @@ pub struct Topology {
     pub learn: Learn,
     #[serde(default)]
     pub wan: Link,
+    /// A DC out of contact this long is evicted by its peers (docs/protocol.md §7.8):
+    /// they stop keeping history for it, and it takes part again only once rebuilt.
+    #[serde(default = "default_evict_after_s")]
+    pub evict_after_s: u64,
     #[serde(rename = "dc")]
     pub dcs: Vec<DcSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+}
+
+/// Ten minutes: outages of routine maintenance are ridden out; the history peers keep
+/// meanwhile is what the cluster commits in that time.
+pub const DEFAULT_EVICT_AFTER_S: u64 = 600;
+
+fn default_evict_after_s() -> u64 {
+    DEFAULT_EVICT_AFTER_S
 }
 
 impl Topology {
@@ -181,6 +194,12 @@ impl Topology {
         let addrs: BTreeSet<SocketAddr> = self.dcs.iter().flat_map(|d| [d.sql, d.peer]).collect();
         if addrs.len() != 2 * n {
             bail!("every sql and peer address must be distinct");
+        }
+        if self.evict_after_s < 10 {
+            bail!(
+                "evict_after_s must be at least 10 s, got {}",
+                self.evict_after_s
+            );
         }
         if !(0.0..=1.0).contains(&self.wan.loss) {
             bail!("wan.loss must be between 0 and 1");

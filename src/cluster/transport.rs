@@ -159,6 +159,14 @@ impl Peer for PeerService {
             )));
         }
         let known = self.identity.known(from);
+        if self
+            .identity
+            .is_evicted_directory(from, batch.from_incarnation)
+        {
+            return Err(Status::permission_denied(super::identity::evicted_refusal(
+                from,
+            )));
+        }
         if batch.from_incarnation != 0 && known != 0 && batch.from_incarnation != known {
             return Err(Status::permission_denied(format!(
                 "the batch is from a replaced data directory of DC {from} (incarnation {:x}; \
@@ -720,7 +728,7 @@ pub async fn refused_by_a_peer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::topology::Learn;
+    use crate::cluster::topology::{Learn, DEFAULT_EVICT_AFTER_S};
     use replication::{Closed, Msg};
 
     fn topology() -> Topology {
@@ -738,6 +746,7 @@ mod tests {
             cluster: "c".into(),
             learn: Learn::Owner,
             wan: Link::default(),
+            evict_after_s: DEFAULT_EVICT_AFTER_S,
             dcs,
             tls: None,
         }

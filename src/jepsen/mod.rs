@@ -92,6 +92,7 @@ pub async fn run(cfg: JepsenConfig) -> anyhow::Result<bool> {
         base_port: cfg.base_port,
         data_dir: cfg.data_dir.clone(),
         learn: Learn::Owner,
+        evict_after_s: crate::cluster::topology::DEFAULT_EVICT_AFTER_S,
     })?;
     let mut cluster = LocalCluster::create(topology, &cfg.data_dir)?;
     cluster.start_all()?;

@@ -113,6 +113,10 @@ enum Fault {
     /// The rebuild's copy arrives: the DC's directory is written from the donor's
     /// copy and the facts, and the node starts.
     RebuildCopy(DcId),
+    /// A DC down past the eviction period (docs/protocol.md §7.8): every running peer
+    /// evicts it (refuses its directory from now on and keeps no history for it). Its
+    /// restart is then refused and the operator rebuilds it.
+    Evict(DcId),
 }
 
 /// A DC being rebuilt: its new (empty, claimed) disk, and the facts its peers answered
@@ -253,6 +257,8 @@ pub struct Cluster {
     directories: Rc<RefCell<Vec<u32>>>,
     /// DCs rebuilt from a peer.
     rebuilt: usize,
+    /// DCs evicted by their peers.
+    evicted: usize,
     /// A directory was lost in this run.
     wiped_once: bool,
     /// The DC whose directory was lost and is not rebuilt yet.
@@ -334,6 +340,7 @@ impl Cluster {
             rebuilding: BTreeMap::new(),
             directories: Rc::new(RefCell::new(vec![0; cfg_dcs])),
             rebuilt: 0,
+            evicted: 0,
             wiped_once: false,
             lost_directory: None,
             clients,
@@ -424,6 +431,9 @@ impl Cluster {
             Some(view),
         )
         .expect("the protocol state the simulation wrote loads");
+        for evicted in identity.evicted() {
+            handle.evict(evicted);
+        }
         let manager = TxnManager::new(store.clone(), clock, handle);
         let (inputs, rx) = mpsc::unbounded();
         self.executor
@@ -670,6 +680,20 @@ impl Cluster {
                 };
                 dc.wiped = Some(std::mem::replace(&mut dc.engine, replacement));
             }
+            // Evicting is losing the directory for the cluster: one per run, as wipes.
+            Fault::Evict(d)
+                if self.wiped_once || !self.down.contains(&d) || self.refused.contains(&d) => {}
+            Fault::Evict(d) => {
+                self.wiped_once = true;
+                self.lost_directory = Some(d);
+                self.evicted += 1;
+                for r in self.dcs.iter().filter_map(|p| p.running.as_ref()) {
+                    r.identity
+                        .evict(d)
+                        .expect("a simulated peer records an eviction");
+                    r.manager.driver().evict(d);
+                }
+            }
             Fault::Rebuild(d) => self.rebuild(d),
             Fault::RebuildCopy(d) => self.rebuild_copy(d),
             Fault::Isolate(d) => {
@@ -850,7 +874,9 @@ impl Cluster {
         let now = self.now();
         versions.extend(self.dcs[usize::from(donor)].applied_at.keys().copied());
         let dc = &mut self.dcs[usize::from(d)];
-        dc.engine = engine;
+        let old = std::mem::replace(&mut dc.engine, engine);
+        // An evicted DC's directory was whole: what it voted still backs acknowledgements.
+        dc.wiped.get_or_insert(old);
         dc.backup = None;
         dc.applied_at = versions.into_iter().map(|v| (v, now)).collect();
         dc.published.clear();
@@ -935,7 +961,15 @@ impl Cluster {
                     (Fault::Wipe(d), Fault::Rebuild(d))
                 }
                 0 => (Fault::Wipe(d), Fault::Restart(d)),
-                1..=4 => (Fault::Crash(d), Fault::Restart(d)),
+                1..=4 => {
+                    // A quarter of the crashes outlast the eviction period (scaled down
+                    // with the rest of the nemesis: the DC's own attempts may still be
+                    // undecided when it is evicted).
+                    if self.rng.chance(0.25) {
+                        self.schedule(t + (end - t) / 2, Event::Fault(Fault::Evict(d)));
+                    }
+                    (Fault::Crash(d), Fault::Restart(d))
+                }
                 5..=8 => (Fault::Isolate(d), Fault::Heal(d)),
                 9..=12 => (Fault::Deafen(d), Fault::Heal(d)),
                 13..=16 => (Fault::Mute(d), Fault::Heal(d)),
@@ -1202,6 +1236,7 @@ impl Cluster {
             violations: self.violations,
             committed_during_faults: self.committed_during_faults,
             rebuilt: self.rebuilt,
+            evicted: self.evicted,
         }
     }
 }

@@ -93,6 +93,7 @@ struct SeedReport {
     stuck: usize,
     committed_during_faults: usize,
     rebuilt: usize,
+    evicted: usize,
     wan_delays: Vec<u32>,
     latencies_us: Vec<u64>,
 }
@@ -113,7 +114,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
     let mut all_delays = Vec::new();
     let mut all_latencies = Vec::new();
     let (mut committed, mut aborted, mut unknown, mut violations, mut stuck) = (0, 0, 0, 0, 0);
-    let (mut during_faults, mut rebuilt) = (0, 0);
+    let (mut during_faults, mut rebuilt, mut evicted) = (0, 0, 0);
     let mut failed = Vec::new();
     for seed in args.first_seed..args.first_seed + args.seeds {
         let report = verify(simulate(args.run_config(seed)));
@@ -129,6 +130,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
                 "stuck": report.stuck,
                 "committed_during_faults": report.committed_during_faults,
                 "rebuilt": report.rebuilt,
+                "evicted": report.evicted,
                 "commit_wan_delays_p50": percentile(&report.wan_delays, 50),
                 "commit_latency_ms_p50": ms(percentile(&report.latencies_us, 50)),
                 "commit_latency_ms_p99": ms(percentile(&report.latencies_us, 99)),
@@ -158,6 +160,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         stuck += report.stuck;
         during_faults += report.committed_during_faults;
         rebuilt += report.rebuilt;
+        evicted += report.evicted;
         all_delays.extend(report.wan_delays);
         all_latencies.extend(report.latencies_us);
     }
@@ -182,6 +185,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             "stuck": stuck,
             "committed_during_faults": during_faults,
             "rebuilt": rebuilt,
+            "evicted": evicted,
             "commit_wan_delays_p50": percentile(&all_delays, 50),
             "commit_wan_delays_p99": percentile(&all_delays, 99),
             "commit_latency_ms_p50": ms(percentile(&all_latencies, 50)),
@@ -265,6 +269,7 @@ fn verify(run: RunResult) -> SeedReport {
         stuck,
         committed_during_faults: run.committed_during_faults,
         rebuilt: run.rebuilt,
+        evicted: run.evicted,
         wan_delays: run.commits.iter().map(|(d, _)| *d).collect(),
         latencies_us: run.commits.iter().map(|(_, l)| *l).collect(),
     }

@@ -58,6 +58,8 @@ pub struct RunResult {
     pub committed_during_faults: usize,
     /// DCs rebuilt from a peer after their directory was lost.
     pub rebuilt: usize,
+    /// DCs evicted by their peers (out of contact past the eviction period).
+    pub evicted: usize,
 }
 
 /// splitmix64: a small, seedable, portable generator.
@@ -557,6 +559,7 @@ impl World {
             violations: self.violations,
             committed_during_faults: self.committed_during_faults,
             rebuilt: 0,
+            evicted: 0,
         }
     }
 }

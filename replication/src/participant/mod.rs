@@ -235,6 +235,10 @@ pub struct Participant {
     /// Per origin, the first fenced attempt (below `Durable::fence`) whose outcome is
     /// not known here yet; all at or past the fence: this DC may vote again (§7.7).
     fence_pending: Vec<u64>,
+    /// DCs evicted here (out of contact longer than this DC keeps history for them,
+    /// docs/protocol.md §7.8): counted as holding every outcome, so nothing waits for
+    /// their acknowledgement to be retired, until one is rebuilt ([`Self::peer_rejoined`]).
+    evicted: BTreeSet<DcId>,
     /// The oldest snapshot a local transaction may still read at (None: unknown); with
     /// one data center it bounds the committed index (see [`Participant::set_read_horizon`]).
     read_horizon: Option<Version>,
@@ -273,6 +277,7 @@ impl Participant {
             complete_point,
             settled: vec![BTreeSet::new(); cfg.dcs],
             fence_pending: vec![1; cfg.dcs],
+            evicted: BTreeSet::new(),
             closed_at: now,
             read_horizon: None,
             now,
@@ -344,6 +349,7 @@ impl Participant {
     /// before the facts leave this DC (the fence is this DC's `next_seq`, persisted in it).
     pub fn peer_rejoined(&mut self, now: u64, dc: DcId) -> (Output, RejoinFacts) {
         self.now = now;
+        self.evicted.remove(&dc);
         let retransmit = self.cfg.retransmit_us;
         for a in self.attempts.values_mut() {
             if a.informed.remove(&dc) {
@@ -363,6 +369,23 @@ impl Participant {
             hlc: self.durable.hlc.last(),
         };
         (self.finish_step(Output::default()), facts)
+    }
+
+    /// DC `dc` is evicted (docs/protocol.md §7.8): it was out of contact for longer than
+    /// this DC keeps history for it, and its directory is refused from now on (the
+    /// caller records that durably and calls this again after every restart). From now
+    /// on it counts as holding every outcome: what only it had not acknowledged is
+    /// retired, and no outcome is pushed to it. It takes part again only once rebuilt
+    /// from its peers, which [`Self::peer_rejoined`] notes. Safe at any time: an evicted
+    /// DC is one that no longer answers, and a rebuild fences whatever its lost
+    /// directory promised; only outcomes every other DC holds are retired.
+    pub fn evict(&mut self, dc: DcId) {
+        if dc == self.cfg.me || usize::from(dc) >= self.cfg.dcs || !self.evicted.insert(dc) {
+            return;
+        }
+        for a in self.attempts.values_mut() {
+            a.informed.insert(dc);
+        }
     }
 
     /// What the participant holds right now (the node's periodic log line, tests).
@@ -555,6 +578,7 @@ impl Participant {
     fn attempt(&mut self, key: TxnKey) -> &mut Attempt {
         let (dcs, rule, now) = (self.cfg.dcs, self.cfg.learn, self.now);
         let retransmit = self.cfg.retransmit_us;
+        let evicted = &self.evicted;
         self.attempts.entry(key).or_insert_with(|| Attempt {
             learners: (0..dcs as DcId)
                 .map(|v| Learner::new(v, dcs, rule))
@@ -565,7 +589,7 @@ impl Participant {
             retransmit_at: now + retransmit,
             pushes: 0,
             recovery: None,
-            informed: BTreeSet::new(),
+            informed: evicted.clone(),
             client: None,
             committed_unacked: None,
         })

@@ -129,6 +129,24 @@ impl Net {
         self.absorb(dc, out);
     }
 
+    /// DC `dc` (down) is rebuilt by state transfer from DC 0 (of three): every peer
+    /// answers its facts, and its directory becomes DC 0's durable state and writes.
+    fn rebuild_from_dc_0(&mut self, dc: DcId) {
+        let now = self.now;
+        let facts: Vec<RejoinFacts> = (0..3u8)
+            .filter(|d| *d != dc)
+            .map(|d| {
+                let p = self.dcs[usize::from(d)].as_mut().unwrap();
+                let (out, facts) = p.peer_rejoined(now, dc);
+                self.absorb(d, out);
+                facts
+            })
+            .collect();
+        let d = usize::from(dc);
+        self.durable[d] = self.durable[0].clone().rebuilt(dc, 3, &facts);
+        self.applied[d] = self.applied[0].clone();
+    }
+
     fn crash(&mut self, dc: DcId) {
         self.dcs[usize::from(dc)] = None;
         self.queue.retain(|(_, env)| env.from != dc);
@@ -663,18 +681,7 @@ fn a_dc_rebuilt_from_a_peer_takes_no_part_in_what_its_lost_directory_saw() {
         // DC 2 loses its directory with its attempt in flight, and is rebuilt at once.
         net.crash(2);
         net.commit(0, 3, &[], &["c"]);
-        let now = net.now;
-        let facts: Vec<RejoinFacts> = [0, 1]
-            .into_iter()
-            .map(|d| {
-                let (out, facts) = net.dcs[d].as_mut().unwrap().peer_rejoined(now, 2);
-                net.absorb(d as DcId, out);
-                facts
-            })
-            .collect();
-        // The copy of DC 0: its durable state and the writes its store holds.
-        net.durable[2] = net.durable[0].clone().rebuilt(2, 3, &facts);
-        net.applied[2] = net.applied[0].clone();
+        net.rebuild_from_dc_0(2);
         assert!(net.durable[2].own_votes().is_empty());
         assert!(
             net.durable[2].records().contains_key(&key(2, 1))
@@ -738,5 +745,72 @@ fn a_dc_rebuilt_from_a_peer_takes_no_part_in_what_its_lost_directory_saw() {
                 "{learn:?}: {k} not applied at DC 2"
             );
         }
+    }
+}
+
+#[test]
+fn an_evicted_dc_holds_nothing_back_and_takes_part_again_once_rebuilt() {
+    for learn in [LearnRule::OwnerCounting, LearnRule::Conservative] {
+        let mut net = Net::new(3, learn);
+        net.crash(2);
+        for client in 1..=4 {
+            net.commit(0, client, &[], &["x"]);
+            net.commit(1, 10 + client, &[], &["y"]);
+            net.run(net.now + 10 * UNIT);
+        }
+        net.run(net.now + 100 * UNIT);
+        for d in 0..2 {
+            assert!(
+                matches!(net.reply(4), Some(ClientResult::Committed { .. })),
+                "{learn:?}: {:?}",
+                net.reply(4)
+            );
+            assert_eq!(
+                net.durable[d].records().len(),
+                8,
+                "{learn:?}: DC {d} keeps what DC 2 has not acknowledged"
+            );
+        }
+        for d in 0..2 {
+            net.dcs[d].as_mut().unwrap().evict(2);
+        }
+        let evicted_at = net.sent.len();
+        net.run(net.now + 100 * UNIT);
+        for d in 0..2 {
+            let durable = &net.durable[d];
+            assert_eq!(durable.retired(), &[4, 4], "{learn:?}: DC {d}");
+            assert!(durable.records().is_empty() && durable.outcomes().is_empty());
+            assert_eq!(net.dcs[d].as_ref().unwrap().gauges().attempts, 0);
+        }
+        // New attempts need no acknowledgement from it either, and none is pushed to it.
+        net.commit(0, 5, &[], &["z"]);
+        net.run(net.now + 100 * UNIT);
+        assert!(matches!(net.reply(5), Some(ClientResult::Committed { .. })));
+        assert!(net.durable[0].records().is_empty(), "{learn:?}");
+        assert!(
+            !net.sent[evicted_at..]
+                .iter()
+                .any(|e| e.to == 2 && matches!(e.msg, Msg::Decision { .. })),
+            "{learn:?}: an outcome was pushed to the evicted DC"
+        );
+        // Rebuilt from DC 0, it takes part again: its own commit, and a later one of
+        // DC 1 that it must acknowledge before DC 1 retires it.
+        net.rebuild_from_dc_0(2);
+        net.restart(2, learn);
+        net.commit(2, 6, &[], &["w"]);
+        net.run(net.now + 100 * UNIT);
+        assert!(
+            matches!(net.reply(6), Some(ClientResult::Committed { .. })),
+            "{learn:?}: {:?}",
+            net.reply(6)
+        );
+        net.crash(2);
+        net.commit(1, 7, &[], &["v"]);
+        net.run(net.now + 100 * UNIT);
+        assert_eq!(
+            net.durable[1].records().len(),
+            1,
+            "{learn:?}: DC 1 keeps what the rebuilt DC 2 has not acknowledged"
+        );
     }
 }

@@ -418,6 +418,7 @@ impl DriverTask {
             committed_index = g.committed_index,
             records = g.records,
             store_keys = shared.store.engine().estimated_keys().unwrap_or(0),
+            store_memory_mib = shared.store.engine().memory_bytes().unwrap_or(0) >> 20,
             inbox,
             floor_lag_ms = lag_ms(g.floor),
             complete_lag_ms = lag_ms(g.complete),

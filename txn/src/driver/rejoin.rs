@@ -49,6 +49,13 @@ impl DriverHandle {
         Ok(facts)
     }
 
+    /// DC `dc` is evicted (docs/protocol.md §7.8; the caller has recorded it durably
+    /// and does so again after a restart): this DC stops keeping history for it
+    /// ([`replication::Participant::evict`]) until it is rebuilt.
+    pub fn evict(&self, dc: DcId) {
+        self.shared.participant.lock().evict(dc);
+    }
+
     /// This DC's store as of one moment, for a rebuild ([`export_copy`]).
     pub fn export_copy(&self, sink: &mut kv::ExportSink<'_>) -> Result<()> {
         export_copy(&**self.shared.store.engine(), sink)
