@@ -19,6 +19,11 @@ use super::wan::Wan;
 /// A peer heard from within this long is `up`.
 const UP_WITHIN: Duration = Duration::from_secs(2);
 
+/// A peer not heard from for this long is suspected by the protocol
+/// (`replication::Participant::set_suspected`): live peers send `Closed` every few
+/// milliseconds.
+const SUSPECT_AFTER: Duration = Duration::from_millis(500);
+
 /// Round trips older than this no longer count towards [`PeerHealth::max_rtt_us`].
 pub const RTT_WINDOW: Duration = Duration::from_secs(10);
 
@@ -346,6 +351,22 @@ impl ClusterView for PeerHealth {
 
     fn commit_refusal(&self) -> Option<String> {
         self.offset_refusal()
+    }
+
+    fn suspected(&self) -> Vec<DcId> {
+        let now = self.start.elapsed();
+        (0..self.heard.len() as DcId)
+            .filter(|d| *d != self.me)
+            .filter(|d| {
+                let at = self.heard[usize::from(*d)].load(Ordering::Relaxed);
+                let since = if at == 0 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_micros(at - 1)
+                };
+                now.saturating_sub(since) >= SUSPECT_AFTER
+            })
+            .collect()
     }
 }
 

@@ -144,6 +144,8 @@ impl Transport for SimOutbox {
 struct SimView {
     offsets: Arc<Mutex<OffsetCheck>>,
     time: Arc<SimTime>,
+    /// The DCs a node would not have heard from lately: down or cut off either way.
+    unreachable: Arc<Mutex<Vec<DcId>>>,
 }
 
 impl ClusterView for SimView {
@@ -153,6 +155,10 @@ impl ClusterView for SimView {
 
     fn commit_refusal(&self) -> Option<String> {
         self.offsets.lock().refusal(self.time.now())
+    }
+
+    fn suspected(&self) -> Vec<DcId> {
+        self.unreachable.lock().clone()
     }
 }
 
@@ -255,6 +261,8 @@ pub struct Cluster {
     /// Per DC, which of its directories is current (a rebuild replaces it): what it
     /// sent from an earlier one is dropped.
     directories: Rc<RefCell<Vec<u32>>>,
+    /// The DCs that are down or cut off, as every node's view suspects them.
+    unreachable: Arc<Mutex<Vec<DcId>>>,
     /// DCs rebuilt from a peer.
     rebuilt: usize,
     /// DCs evicted by their peers.
@@ -339,6 +347,7 @@ impl Cluster {
             refused: BTreeSet::new(),
             rebuilding: BTreeMap::new(),
             directories: Rc::new(RefCell::new(vec![0; cfg_dcs])),
+            unreachable: Arc::default(),
             rebuilt: 0,
             evicted: 0,
             wiped_once: false,
@@ -422,6 +431,7 @@ impl Cluster {
         let view = Arc::new(SimView {
             offsets: offsets.clone(),
             time: self.time.clone(),
+            unreachable: self.unreachable.clone(),
         });
         let (handle, task) = txn::driver::open(
             config,
@@ -644,6 +654,14 @@ impl Cluster {
     }
 
     fn fault(&mut self, fault: Fault) {
+        self.apply(fault);
+        let unreachable = (0..self.cfg.dcs as DcId)
+            .filter(|d| !self.reachable(*d))
+            .collect();
+        *self.unreachable.lock() = unreachable;
+    }
+
+    fn apply(&mut self, fault: Fault) {
         match fault {
             Fault::Crash(d) => self.crash(d),
             Fault::Restart(d) => {

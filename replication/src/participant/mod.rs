@@ -239,6 +239,9 @@ pub struct Participant {
     /// docs/protocol.md §7.8): counted as holding every outcome, so nothing waits for
     /// their acknowledgement to be retired, until one is rebuilt ([`Self::peer_rejoined`]).
     evicted: BTreeSet<DcId>,
+    /// DCs not heard from lately (the caller's judgement): an attempt whose outcome
+    /// waits only for their votes is recovered without waiting for τ_rec.
+    suspected: BTreeSet<DcId>,
     /// The oldest snapshot a local transaction may still read at (None: unknown); with
     /// one data center it bounds the committed index (see [`Participant::set_read_horizon`]).
     read_horizon: Option<Version>,
@@ -278,6 +281,7 @@ impl Participant {
             settled: vec![BTreeSet::new(); cfg.dcs],
             fence_pending: vec![1; cfg.dcs],
             evicted: BTreeSet::new(),
+            suspected: BTreeSet::new(),
             closed_at: now,
             read_horizon: None,
             now,
@@ -386,6 +390,18 @@ impl Participant {
         for a in self.attempts.values_mut() {
             a.informed.insert(dc);
         }
+    }
+
+    /// The DCs not heard from lately, as the caller judges (the node: no batch for half a
+    /// second). An undecided attempt for which every other voter's vote is known here
+    /// and only suspected voters' are missing — a split vote, which with a DC down only
+    /// that DC's instance can settle — is recovered after its rank's stagger instead of
+    /// τ_rec + stagger: the Phase 1 adopts every vote known (their acceptors are in any
+    /// quorum of live DCs) and ABORT fills only the suspected voters' instances. A
+    /// stand-in for fencing (docs/protocol.md §7.3); a wrong suspicion costs at most
+    /// the suspected DC's vote on such attempts, never safety.
+    pub fn set_suspected(&mut self, dcs: Vec<DcId>) {
+        self.suspected = dcs.into_iter().filter(|d| *d != self.cfg.me).collect();
     }
 
     /// What the participant holds right now (the node's periodic log line, tests).

@@ -9,7 +9,24 @@ impl Participant {
         let now = self.now;
         let rank = (usize::from(self.cfg.me) + self.cfg.dcs - usize::from(key.origin)) as u64
             % self.cfg.dcs as u64;
-        let deadline = self.cfg.recovery_us + rank * self.cfg.stagger_us;
+        self.attempt(key);
+        let waits_only_for_suspected = !self.suspected.is_empty()
+            && self.attempts.get(&key).is_some_and(|a| {
+                // Once a recovery round is under way, the usual timer: an earlier
+                // start would only preempt it.
+                if a.max_ballot.is_some_and(|b| b.round > 0) {
+                    return false;
+                }
+                let suspected = &self.suspected;
+                let mut missing = a.learners.iter().filter(|l| l.chosen().is_none());
+                missing.clone().any(|l| suspected.contains(&l.voter()))
+                    && missing.all(|l| suspected.contains(&l.voter()) || l.heard_a_vote())
+            });
+        let deadline = if waits_only_for_suspected {
+            rank * self.cfg.stagger_us
+        } else {
+            self.cfg.recovery_us + rank * self.cfg.stagger_us
+        };
         let (retransmit, stagger) = (self.cfg.retransmit_us, self.cfg.stagger_us);
         let a = self.attempt(key);
         if now >= a.retransmit_at {

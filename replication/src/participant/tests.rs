@@ -814,3 +814,33 @@ fn an_evicted_dc_holds_nothing_back_and_takes_part_again_once_rebuilt() {
         );
     }
 }
+
+/// Found by the soak with a DC killed for 30–45 s: commits at the other DCs fell to a
+/// third, with transactions stalled for seconds. With a DC down, an attempt its vote
+/// would settle (every attempt under the conservative rule with D = 3; a split vote
+/// under owner-counting) waited τ_rec before anyone recovered it, and records behind
+/// it waited too. A DC the node suspects (not heard lately) no longer holds such an
+/// attempt for τ_rec: it is recovered once every other voter's vote is known here.
+#[test]
+fn an_attempt_waiting_only_for_a_suspected_dc_is_recovered_without_the_timeout() {
+    let time_to_commit = |suspect: bool| {
+        let mut net = Net::new(3, LearnRule::Conservative);
+        net.crash(2);
+        if suspect {
+            for d in 0..2 {
+                net.dcs[d].as_mut().unwrap().set_suspected(vec![2]);
+            }
+        }
+        let start = net.now;
+        net.commit(0, 1, &[], &["x"]);
+        while net.reply(1).is_none() {
+            assert!(net.now < start + 200 * UNIT, "never answered");
+            net.run(net.now + UNIT);
+        }
+        assert!(matches!(net.reply(1), Some(ClientResult::Committed { .. })));
+        (net.now - start) / UNIT
+    };
+    let (waited, suspected) = (time_to_commit(false), time_to_commit(true));
+    assert!(waited >= 20, "τ_rec is 20 units: {waited}");
+    assert!(suspected <= 8, "{suspected} units with DC 2 suspected");
+}

@@ -84,6 +84,13 @@ pub trait ClusterView: Send + Sync + 'static {
     fn commit_refusal(&self) -> Option<String> {
         None
     }
+
+    /// The DCs this node has not heard from lately (down, paused or cut off): attempts
+    /// waiting only for their votes are recovered at once
+    /// ([`replication::Participant::set_suspected`]).
+    fn suspected(&self) -> Vec<DcId> {
+        Vec::new()
+    }
 }
 
 /// What the task needs to talk to other data centers.
@@ -389,6 +396,11 @@ impl DriverTask {
                 participant.set_timers(&cfg);
             }
             participant.set_read_horizon(shared.read_horizon.load(Ordering::Acquire));
+            if ticked {
+                if let Some(view) = &shared.view {
+                    participant.set_suspected(view.suspected());
+                }
+            }
             let now = shared.clock.now_micros();
             let mut outputs: Vec<Output> = envelopes
                 .into_iter()
