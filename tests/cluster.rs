@@ -340,7 +340,8 @@ async fn a_dc_that_lost_its_directory_is_rebuilt_from_its_peers() {
 
 /// Issue 12, items 6 and 7: peers keep what a down DC has not acknowledged, so an outage
 /// grew their state without bound. A DC out of contact past `evict_after_s` is evicted
-/// (`SHOW DATA CENTERS` says so) and its history is no longer kept; it is then refused
+/// (`SHOW DATA CENTERS` says so) — but not two DCs whose link alone is cut, while a third
+/// hears both (found by review) — and its history is no longer kept; it is then refused
 /// with its old directory, with a message that says how to rebuild it, and rebuilt by
 /// `--rejoin` it holds what was committed meanwhile and commits again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,6 +356,24 @@ async fn a_dc_out_longer_than_its_peers_keep_history_is_evicted_then_rebuilt() {
     )
     .await
     .unwrap();
+    // Only the link between DCs 0 and 1 is lost, for longer than the eviction period:
+    // each still hears DC 2, which hears both, so neither is evicted.
+    let wan = |args: &[&str]| meridian_wan(&cluster, args);
+    wan(&["--delay-ms", "5", "--loss", "1", "--between", "0,1"]);
+    execute_retrying(&c0, "UPDATE t SET v = v WHERE k = 1").await;
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    wan(&["--delay-ms", "5", "--between", "0,1"]);
+    let c1 = demo.client(1).await;
+    wait_state(&c0, 1, "up").await;
+    wait_state(&c1, 0, "up").await;
+    for client in [&c0, &c1] {
+        let states: Vec<String> = data_centers(client)
+            .await
+            .into_iter()
+            .map(|r| r.2)
+            .collect();
+        assert!(!states.iter().any(|s| s == "evicted"), "{states:?}");
+    }
     kill9(demo.pid(2));
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut updates = 0;
@@ -364,7 +383,6 @@ async fn a_dc_out_longer_than_its_peers_keep_history_is_evicted_then_rebuilt() {
         updates += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let c1 = demo.client(1).await;
     wait_state(&c1, 2, "evicted").await;
     let own = dir.path().join("dc2");
     let why = start_refused(&cluster, 2, &own);

@@ -200,13 +200,6 @@ impl Learner {
     pub fn voter(&self) -> DcId {
         self.voter
     }
-
-    /// Whether any acceptance of a value is known here (the voter's own vote, or a
-    /// recoverer's): a Phase 1 on a quorum that includes an acceptor that accepted it
-    /// adopts it rather than proposing ABORT.
-    pub fn heard_a_vote(&self) -> bool {
-        self.chosen.is_some() || !self.acceptances.is_empty()
-    }
 }
 
 /// The outcome of a commit attempt from its instances' chosen votes: COMMIT iff a

@@ -2,42 +2,109 @@
 //!
 //! Peers keep every protocol record and outcome a DC has not acknowledged, so that it
 //! can catch up when it comes back; while it is out, that history grows with what the
-//! cluster commits. Once a peer has not been heard for `evict_after_s` (the cluster
-//! file) by a node that hears a majority, the node evicts it: it records that DC's
-//! directory as refused ([`Identity::evict`], durable), stops keeping history for it
+//! cluster commits. A node that has not heard a peer for `evict_after_s` (the cluster
+//! file), while it hears a majority, asks the other DCs how long they have not heard it
+//! (`Silence`); when a majority of DCs, itself included, have not heard it for that
+//! long, the node evicts it: it records that DC's directory as refused
+//! ([`Identity::evict`], durable), stops keeping history for it
 //! ([`txn::DriverHandle::evict`]) and shows it as `evicted` in `SHOW DATA CENTERS`. The
 //! evicted DC's node is refused when it comes back, with a message that says to rebuild
 //! it (`meridian node --rejoin` on an empty directory, §7.7), which clears the eviction.
 //!
-//! Each node decides alone. That is safe: eviction only refuses a directory and retires
-//! what every other DC holds, and a rebuilt DC fences whatever its previous directory
-//! promised. An evicted DC still accepted by some peer (one that was itself down) takes
-//! part with that peer only, as a DC partitioned from the others would, until it
-//! restarts and is refused.
+//! The majority's agreement keeps a link cut between two DCs that both still hear a
+//! third from making them evict each other, and a node that was itself cut off from
+//! evicting the peers it has not heard again yet. Each node still decides alone, and
+//! that is safe: eviction only refuses a directory and retires what every other DC
+//! holds, and a rebuilt DC fences whatever its previous directory promised. An evicted
+//! DC still accepted by some peer (one that was itself down) takes part with that peer
+//! only, as a DC partitioned from the others would, until it restarts and is refused.
+//! Evictions and the recording of a rebuilt DC (`Rejoin`) hold one lock
+//! ([`PeerHealth::membership`]), so an eviction never lands on a rebuilt directory.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use replication::{quorum, DcId};
+
 use super::identity::Identity;
 use super::status::PeerHealth;
+use super::tls::{endpoint, PeerTls};
+use super::topology::Topology;
+use super::transport::proto::peer_client::PeerClient;
+use super::transport::proto::SilenceRequest;
 
 /// How often silences are checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// Evicts peers silent for `after` or longer, for as long as the node runs.
-pub async fn watch(
-    health: Arc<PeerHealth>,
-    identity: Arc<Identity>,
-    driver: txn::DriverHandle,
-    after: Duration,
-) {
-    loop {
-        tokio::time::sleep(CHECK_EVERY).await;
-        for dc in health.due_for_eviction(after) {
-            match identity.evict(dc) {
-                Ok(_) => {
-                    driver.evict(dc);
-                    health.set_evicted(dc);
+/// How long a peer's answer to `Silence` is waited for.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the watcher needs.
+pub struct Watch {
+    pub topology: Topology,
+    pub me: DcId,
+    pub tls: Option<PeerTls>,
+    pub health: Arc<PeerHealth>,
+    pub identity: Arc<Identity>,
+    pub driver: txn::DriverHandle,
+}
+
+impl Watch {
+    /// Evicts peers a majority has not heard for the eviction period, for as long as
+    /// the node runs.
+    pub async fn run(self) {
+        let after = Duration::from_secs(self.topology.evict_after_s);
+        loop {
+            tokio::time::sleep(CHECK_EVERY).await;
+            for dc in self.health.due_for_eviction(after) {
+                if self.a_majority_has_not_heard(dc, after).await {
+                    self.evict(dc, after).await;
+                }
+            }
+        }
+    }
+
+    /// Whether, with this node, a majority of DCs have not heard `dc` for `after`.
+    async fn a_majority_has_not_heard(&self, dc: DcId, after: Duration) -> bool {
+        let mut silent = 1; // this node
+        for peer in self
+            .topology
+            .dcs
+            .iter()
+            .filter(|p| p.id != self.me && p.id != dc)
+        {
+            let Ok(endpoint) = endpoint(peer.peer, &peer.name, self.tls.as_ref(), ASK_TIMEOUT)
+            else {
+                continue;
+            };
+            let Ok(channel) = endpoint.connect().await else {
+                continue; // down: it does not count either way
+            };
+            let request = SilenceRequest {
+                cluster: self.topology.cluster.clone(),
+                from: u32::from(self.me),
+                dc: u32::from(dc),
+            };
+            if let Ok(reply) = PeerClient::new(channel).silence(request).await {
+                if Duration::from_millis(reply.into_inner().silent_ms) >= after {
+                    silent += 1;
+                }
+            }
+        }
+        silent >= quorum(self.topology.dcs.len())
+    }
+
+    async fn evict(&self, dc: DcId, after: Duration) {
+        let _membership = self.health.membership.lock().await;
+        // Heard meanwhile, or rebuilt (a `Rejoin` counts as hearing it): not any more.
+        if !self.health.due_for_eviction(after).contains(&dc) {
+            return;
+        }
+        match self.identity.evict(dc) {
+            Ok(newly) => {
+                self.health.set_evicted(dc);
+                if newly {
+                    self.driver.evict(dc);
                     tracing::warn!(
                         dc,
                         after_s = after.as_secs(),
@@ -45,8 +112,8 @@ pub async fn watch(
                          kept, and it must be rebuilt (`meridian node --rejoin`) to rejoin"
                     );
                 }
-                Err(e) => tracing::error!(dc, "cannot record the eviction of a DC: {e}"),
             }
+            Err(e) => tracing::error!(dc, "cannot record the eviction of a DC: {e}"),
         }
     }
 }

@@ -235,11 +235,14 @@ impl Identity {
     }
 
     fn check_incarnation(&self, dc: DcId, incarnation: u64) -> Result<(), String> {
-        if incarnation == 0 || dc == self.me {
+        if dc == self.me {
             return Ok(());
         }
         if self.is_evicted_directory(dc, incarnation) {
             return Err(evicted_refusal(dc));
+        }
+        if incarnation == 0 {
+            return Ok(());
         }
         let mut known = self.known.lock();
         let Some(slot) = known.get_mut(usize::from(dc)) else {
@@ -350,7 +353,8 @@ impl Identity {
         match self.evicted.lock().get(usize::from(dc)).copied() {
             None | Some(0) => false,
             Some(EVICTED_UNHEARD) => true,
-            Some(evicted) => evicted == incarnation,
+            // A node too old to name its directory is refused too.
+            Some(evicted) => evicted == incarnation || incarnation == 0,
         }
     }
 

@@ -34,7 +34,6 @@ pub use self::identity::cluster_identity;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use replication::{Config, DcId, LearnRule};
@@ -233,12 +232,17 @@ pub async fn run(config: ClusterNodeConfig) -> anyhow::Result<()> {
         handle.evict(dc);
         health.set_evicted(dc);
     }
-    tokio::spawn(evict::watch(
-        health.clone(),
-        identity.clone(),
-        handle.clone(),
-        Duration::from_secs(topology.evict_after_s),
-    ));
+    tokio::spawn(
+        evict::Watch {
+            topology: topology.clone(),
+            me: me.id,
+            tls: tls.clone(),
+            health: health.clone(),
+            identity: identity.clone(),
+            driver: handle.clone(),
+        }
+        .run(),
+    );
     let handle_for_peers = handle.clone();
     let txns = TxnManager::new(store, Arc::new(EmulatedClock(wan.clone())), handle);
     let engine = planner::Planner::new(txns, config.query_memory_bytes);

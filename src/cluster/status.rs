@@ -156,6 +156,9 @@ pub struct PeerHealth {
     offsets: Mutex<OffsetCheck>,
     /// Whether the last check found such a peer (to log changes once).
     offset_refused: std::sync::atomic::AtomicBool,
+    /// Held while a peer is evicted or recorded as rebuilt, so the two never interleave
+    /// (an eviction that lands after a rebuild's `Rejoin` would evict the new directory).
+    pub membership: tokio::sync::Mutex<()>,
     /// Per DC: evicted by this node, and not heard from since (a rebuilt DC is).
     evicted: Vec<std::sync::atomic::AtomicBool>,
 }
@@ -180,6 +183,7 @@ impl PeerHealth {
             measured,
             offsets,
             offset_refused: std::sync::atomic::AtomicBool::new(false),
+            membership: tokio::sync::Mutex::new(()),
             evicted,
         }
     }
@@ -278,6 +282,20 @@ impl PeerHealth {
             .into_iter()
             .filter(|d| !self.evicted[usize::from(*d)].load(Ordering::Relaxed))
             .collect()
+    }
+
+    /// How long `dc` has not been heard: since its last batch, or since this node
+    /// started if none came (what `Silence` answers a peer).
+    pub fn silent_for(&self, dc: DcId) -> Duration {
+        let now = self.start.elapsed();
+        match self
+            .heard
+            .get(usize::from(dc))
+            .map(|h| h.load(Ordering::Relaxed))
+        {
+            None | Some(0) => now,
+            Some(at) => now.saturating_sub(Duration::from_micros(at - 1)),
+        }
     }
 
     /// This node evicted `dc` (shown in `SHOW DATA CENTERS` until `dc` is heard again,

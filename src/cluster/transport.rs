@@ -125,7 +125,25 @@ impl Peer for PeerService {
         let r = request.into_inner();
         let hello = r.hello.unwrap_or_default();
         let from = self.check_sender(&hello.cluster, hello.from)?;
+        // A DC being rebuilt is not silent, and is not evicted while it is recorded.
+        self.health.heard(from);
+        let _membership = self.health.membership.lock().await;
         super::rejoin::serve(from, &hello, r.copy, &self.identity, self.driver.as_ref()).await
+    }
+
+    async fn silence(
+        &self,
+        request: Request<proto::SilenceRequest>,
+    ) -> Result<Response<proto::SilenceReply>, Status> {
+        let r = request.into_inner();
+        self.check_sender(&r.cluster, r.from)?;
+        let dc = DcId::try_from(r.dc)
+            .ok()
+            .filter(|d| usize::from(*d) < self.dcs)
+            .ok_or_else(|| Status::invalid_argument(format!("no DC {}", r.dc)))?;
+        Ok(Response::new(proto::SilenceReply {
+            silent_ms: self.health.silent_for(dc).as_millis() as u64,
+        }))
     }
 
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
@@ -564,6 +582,9 @@ async fn send_loop(
             continue;
         }
         let bytes: usize = due.iter().map(Vec::len).sum();
+        if verified.is_some_and(|i| identity.is_evicted_directory(to, i)) {
+            verified = None; // evicted since: nothing more goes to it (§7.8)
+        }
         if verified.is_none() {
             let route = (cluster.as_str(), me, to, addr);
             verified = hello(client.clone(), route, &identity, &mut refusal_logged).await;

@@ -144,8 +144,9 @@ impl Transport for SimOutbox {
 struct SimView {
     offsets: Arc<Mutex<OffsetCheck>>,
     time: Arc<SimTime>,
-    /// The DCs a node would not have heard from lately: down or cut off either way.
-    unreachable: Arc<Mutex<Vec<DcId>>>,
+    me: DcId,
+    /// Per DC, the DCs it cannot hear: down, cut off, or mute; all of them if it is deaf.
+    unheard: Arc<Mutex<Vec<Vec<DcId>>>>,
 }
 
 impl ClusterView for SimView {
@@ -158,7 +159,7 @@ impl ClusterView for SimView {
     }
 
     fn suspected(&self) -> Vec<DcId> {
-        self.unreachable.lock().clone()
+        self.unheard.lock()[usize::from(self.me)].clone()
     }
 }
 
@@ -261,8 +262,8 @@ pub struct Cluster {
     /// Per DC, which of its directories is current (a rebuild replaces it): what it
     /// sent from an earlier one is dropped.
     directories: Rc<RefCell<Vec<u32>>>,
-    /// The DCs that are down or cut off, as every node's view suspects them.
-    unreachable: Arc<Mutex<Vec<DcId>>>,
+    /// Per DC, the DCs it cannot hear (what its view suspects).
+    unheard: Arc<Mutex<Vec<Vec<DcId>>>>,
     /// DCs rebuilt from a peer.
     rebuilt: usize,
     /// DCs evicted by their peers.
@@ -347,7 +348,7 @@ impl Cluster {
             refused: BTreeSet::new(),
             rebuilding: BTreeMap::new(),
             directories: Rc::new(RefCell::new(vec![0; cfg_dcs])),
-            unreachable: Arc::default(),
+            unheard: Arc::new(Mutex::new(vec![Vec::new(); cfg_dcs])),
             rebuilt: 0,
             evicted: 0,
             wiped_once: false,
@@ -431,7 +432,8 @@ impl Cluster {
         let view = Arc::new(SimView {
             offsets: offsets.clone(),
             time: self.time.clone(),
-            unreachable: self.unreachable.clone(),
+            me: d,
+            unheard: self.unheard.clone(),
         });
         let (handle, task) = txn::driver::open(
             config,
@@ -655,10 +657,18 @@ impl Cluster {
 
     fn fault(&mut self, fault: Fault) {
         self.apply(fault);
-        let unreachable = (0..self.cfg.dcs as DcId)
-            .filter(|d| !self.reachable(*d))
+        let dcs = self.cfg.dcs as DcId;
+        let hears = |i: DcId, j: DcId| {
+            !self.down.contains(&j)
+                && !self.isolated.contains(&i)
+                && !self.isolated.contains(&j)
+                && !self.deaf.contains(&i)
+                && !self.mute.contains(&j)
+        };
+        let unheard = (0..dcs)
+            .map(|i| (0..dcs).filter(|j| *j != i && !hears(i, *j)).collect())
             .collect();
-        *self.unreachable.lock() = unreachable;
+        *self.unheard.lock() = unheard;
     }
 
     fn apply(&mut self, fault: Fault) {

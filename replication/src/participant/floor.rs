@@ -49,6 +49,8 @@ impl Participant {
         );
         self.durable.retire(self.cfg.me, upto, false);
         self.attempts.clear();
+        self.active.clear();
+        self.parked.clear();
         let horizon = self.read_horizon.unwrap_or(0).min(self.durable.floor);
         self.committed.prune_local(self.durable.floor, horizon);
     }

@@ -63,7 +63,7 @@ use crate::check::{self, Checker, CommittedIndex, Verdict};
 use crate::clock::DcClock;
 use crate::complete::{Closed, CompletePoint};
 use crate::durable::{Durable, DurableEntry, RejoinFacts, Slot};
-use crate::instance::{decide, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Vote};
+use crate::instance::{decide, quorum, Acceptor, Ballot, DcId, LearnRule, Learner, Recovery, Vote};
 use crate::msg::{Envelope, Msg};
 use crate::record::{Outcome, ReadEntry, Record, TxnId, TxnKey, Writes};
 
@@ -112,6 +112,9 @@ impl Config {
 pub struct Gauges {
     /// Attempts with volatile state.
     pub attempts: usize,
+    /// Of those, the ones `tick` visits (the others wait only for a push that is not
+    /// due yet).
+    pub active: usize,
     /// Attempts this DC voted COMMIT on whose outcome it does not know.
     pub prepared: usize,
     /// Remote records waiting for older prepared attempts (E3).
@@ -219,6 +222,14 @@ pub struct Participant {
     cfg: Config,
     durable: Durable,
     attempts: BTreeMap<TxnKey, Attempt>,
+    /// The attempts `tick` visits: every attempt not parked (it may list some gone).
+    active: BTreeSet<TxnKey>,
+    /// Decided attempts with nothing to do until their next push (no client waiting,
+    /// some DC not informed yet), by when that push is due: `tick` leaves them alone
+    /// until then, so a DC down for minutes — thousands of attempts waiting for its
+    /// acknowledgement — does not make every tick walk them all. Any other use of an
+    /// attempt ([`Self::attempt`]) makes it active again.
+    parked: BTreeSet<(u64, TxnKey)>,
     committed: CommittedIndex,
     /// Attempts this DC voted COMMIT on whose outcome it does not know.
     prepared: BTreeSet<TxnKey>,
@@ -273,6 +284,8 @@ impl Participant {
         let mut p = Participant {
             durable,
             attempts: BTreeMap::new(),
+            active: BTreeSet::new(),
+            parked: BTreeSet::new(),
             committed: CommittedIndex::default(),
             prepared: BTreeSet::new(),
             waiting: BTreeSet::new(),
@@ -361,6 +374,7 @@ impl Participant {
                 a.retransmit_at = now + retransmit;
             }
         }
+        self.active.extend(self.attempts.keys());
         self.durable.mark(Slot::Meta);
         let facts = RejoinFacts {
             from: self.cfg.me,
@@ -390,16 +404,19 @@ impl Participant {
         for a in self.attempts.values_mut() {
             a.informed.insert(dc);
         }
+        self.active.extend(self.attempts.keys());
     }
 
     /// The DCs not heard from lately, as the caller judges (the node: no batch for half a
-    /// second). An undecided attempt for which every other voter's vote is known here
-    /// and only suspected voters' are missing — a split vote, which with a DC down only
-    /// that DC's instance can settle — is recovered after its rank's stagger instead of
-    /// τ_rec + stagger: the Phase 1 adopts every vote known (their acceptors are in any
-    /// quorum of live DCs) and ABORT fills only the suspected voters' instances. A
-    /// stand-in for fencing (docs/protocol.md §7.3); a wrong suspicion costs at most
-    /// the suspected DC's vote on such attempts, never safety.
+    /// second). While the others, this DC included, are a majority, an undecided attempt
+    /// whose open instances are suspected voters' or hold a value this DC's acceptor
+    /// accepted — e.g. a split vote, which with a DC down only that DC's instance can
+    /// settle — is recovered after its rank's stagger instead of τ_rec + stagger: the
+    /// Phase 1 adopts every value this DC accepted and ABORT fills only the suspected
+    /// voters' instances. A stand-in for fencing (docs/protocol.md §7.3). A wrong
+    /// suspicion costs at most the suspected DC's vote on such attempts, never safety;
+    /// a DC that suspects a majority (it is cut off, or its inbox stalled) starts
+    /// nothing early.
     pub fn set_suspected(&mut self, dcs: Vec<DcId>) {
         self.suspected = dcs.into_iter().filter(|d| *d != self.cfg.me).collect();
     }
@@ -408,6 +425,7 @@ impl Participant {
     pub fn gauges(&self) -> Gauges {
         Gauges {
             attempts: self.attempts.len(),
+            active: self.attempts.len().min(self.active.len()),
             prepared: self.prepared.len(),
             waiting: self.waiting.len(),
             local_waiting: self.local_waiting.len(),
@@ -574,10 +592,24 @@ impl Participant {
     pub fn tick(&mut self, now: u64) -> Output {
         self.now = now;
         let mut out = Output::default();
-        let keys: Vec<TxnKey> = self.attempts.keys().copied().collect();
+        while let Some(&(due, key)) = self.parked.first() {
+            if due > now {
+                break;
+            }
+            self.parked.pop_first();
+            self.active.insert(key);
+        }
+        let keys: Vec<TxnKey> = self.active.iter().copied().collect();
         for key in keys {
+            if !self.attempts.contains_key(&key) {
+                self.active.remove(&key);
+                continue;
+            }
             match self.durable.outcomes.get(&key).copied() {
-                Some(outcome) => self.tick_decided(key, outcome, &mut out),
+                Some(outcome) => {
+                    self.tick_decided(key, outcome, &mut out);
+                    self.park_if_idle(key);
+                }
                 None => self.tick_undecided(key, &mut out),
             }
         }
@@ -591,7 +623,21 @@ impl Participant {
 
     // ---- helpers ----
 
+    /// Parks decided attempt `key` until its next push if nothing else is left to do
+    /// for it (see `parked`).
+    fn park_if_idle(&mut self, key: TxnKey) {
+        let others = self.others().count();
+        let Some(a) = self.attempts.get(&key) else {
+            return;
+        };
+        if a.client.is_none() && a.informed.len() < others && a.retransmit_at > self.now {
+            self.active.remove(&key);
+            self.parked.insert((a.retransmit_at, key));
+        }
+    }
+
     fn attempt(&mut self, key: TxnKey) -> &mut Attempt {
+        self.active.insert(key);
         let (dcs, rule, now) = (self.cfg.dcs, self.cfg.learn, self.now);
         let retransmit = self.cfg.retransmit_us;
         let evicted = &self.evicted;

@@ -9,19 +9,7 @@ impl Participant {
         let now = self.now;
         let rank = (usize::from(self.cfg.me) + self.cfg.dcs - usize::from(key.origin)) as u64
             % self.cfg.dcs as u64;
-        self.attempt(key);
-        let waits_only_for_suspected = !self.suspected.is_empty()
-            && self.attempts.get(&key).is_some_and(|a| {
-                // Once a recovery round is under way, the usual timer: an earlier
-                // start would only preempt it.
-                if a.max_ballot.is_some_and(|b| b.round > 0) {
-                    return false;
-                }
-                let suspected = &self.suspected;
-                let mut missing = a.learners.iter().filter(|l| l.chosen().is_none());
-                missing.clone().any(|l| suspected.contains(&l.voter()))
-                    && missing.all(|l| suspected.contains(&l.voter()) || l.heard_a_vote())
-            });
+        let waits_only_for_suspected = self.waits_only_for_suspected(key);
         let deadline = if waits_only_for_suspected {
             rank * self.cfg.stagger_us
         } else {
@@ -47,6 +35,36 @@ impl Participant {
         if now >= a.progress_at + deadline && (a.recovery.is_none() || stale_round) && !fenced {
             self.start_recovery(key, out);
         }
+    }
+
+    /// Whether undecided attempt `key` waits only for suspected voters (see
+    /// [`Participant::set_suspected`]): the DCs not suspected, this one included, are a
+    /// majority; no recovery round is under way (starting early would only preempt it);
+    /// some suspected voter's instance is open; and every other open instance has a
+    /// value accepted by this DC's own acceptor — which is in any quorum this DC's
+    /// Phase 1 hears, so the round adopts it and proposes ABORT only for suspected
+    /// voters.
+    fn waits_only_for_suspected(&mut self, key: TxnKey) -> bool {
+        let dcs = self.cfg.dcs;
+        if self.suspected.is_empty() || dcs - self.suspected.len() < quorum(dcs) {
+            return false;
+        }
+        self.attempt(key);
+        let Some(a) = self.attempts.get(&key) else {
+            return false;
+        };
+        if a.max_ballot.is_some_and(|b| b.round > 0) {
+            return false;
+        }
+        let mut open = a.learners.iter().filter(|l| l.chosen().is_none());
+        let accepted_here = |voter: DcId| {
+            self.durable
+                .acceptors
+                .get(&(key, voter))
+                .is_some_and(|acc| acc.accepted().is_some())
+        };
+        open.clone().any(|l| self.suspected.contains(&l.voter()))
+            && open.all(|l| self.suspected.contains(&l.voter()) || accepted_here(l.voter()))
     }
 
     pub(super) fn retransmit(&mut self, key: TxnKey, out: &mut Output) {

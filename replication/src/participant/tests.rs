@@ -844,3 +844,26 @@ fn an_attempt_waiting_only_for_a_suspected_dc_is_recovered_without_the_timeout()
     assert!(waited >= 20, "τ_rec is 20 units: {waited}");
     assert!(suspected <= 8, "{suspected} units with DC 2 suspected");
 }
+
+/// Found by the soak: with a DC down, every tick walked every attempt waiting for its
+/// acknowledgement (thousands within a minute), and commits dipped. Such attempts are
+/// now left out of ticks until their next push is due; they are still pushed, and
+/// retired once the DC is back and acknowledges them.
+#[test]
+fn attempts_waiting_only_for_a_down_dc_are_not_walked_every_tick() {
+    let mut net = Net::new(3, LearnRule::OwnerCounting);
+    net.crash(2);
+    for client in 1..=10 {
+        net.commit(0, client, &[], &[&format!("k{client}")]);
+    }
+    net.run(net.now + 100 * UNIT);
+    let g = net.dcs[0].as_ref().unwrap().gauges();
+    assert_eq!(g.attempts, 10, "kept for DC 2");
+    assert_eq!(g.active, 0, "none has anything due");
+    net.restart(2, LearnRule::OwnerCounting);
+    net.run(net.now + 400 * UNIT);
+    for d in 0..3 {
+        assert_eq!(net.durable[d].retired(), &[10], "DC {d}");
+        assert_eq!(net.dcs[d].as_ref().unwrap().gauges().attempts, 0, "DC {d}");
+    }
+}

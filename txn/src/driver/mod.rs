@@ -423,6 +423,7 @@ impl DriverTask {
         let lag_ms = |v: Version| DcClock::physical(now.saturating_sub(v)) / 1000;
         tracing::info!(
             attempts = g.attempts,
+            active = g.active,
             prepared = g.prepared,
             waiting = g.waiting,
             local_waiting = g.local_waiting,
