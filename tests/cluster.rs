@@ -280,12 +280,7 @@ async fn a_dc_that_lost_its_directory_is_rebuilt_from_its_peers() {
     let demo = Demo::start(dir.path(), 3, 5);
     let cluster = dir.path().join("cluster.toml");
     let c0 = demo.client(0).await;
-    c0.batch_execute(
-        "CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 200) g",
-    )
-    .await
-    .unwrap();
+    create_t(&c0, 200).await;
     kill9(demo.pid(2));
     let own = dir.path().join("dc2");
     std::fs::remove_dir_all(&own).unwrap();
@@ -350,12 +345,7 @@ async fn a_dc_out_longer_than_its_peers_keep_history_is_evicted_then_rebuilt() {
     let demo = Demo::start_with(dir.path(), 3, 5, &["--evict-after-s", "10"]);
     let cluster = dir.path().join("cluster.toml");
     let c0 = demo.client(0).await;
-    c0.batch_execute(
-        "CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g",
-    )
-    .await
-    .unwrap();
+    create_t(&c0, 100).await;
     // Only the link between DCs 0 and 1 is lost, for longer than the eviction period:
     // each still hears DC 2, which hears both, so neither is evicted.
     let wan = |args: &[&str]| meridian_wan(&cluster, args);
@@ -415,6 +405,17 @@ async fn a_dc_out_longer_than_its_peers_keep_history_is_evicted_then_rebuilt() {
     wait_state(&c0, 2, "up").await;
     node.kill().unwrap();
     node.wait().unwrap();
+}
+
+/// Creates table `t (k int PRIMARY KEY, v int NOT NULL)` with rows 1..=`rows`, v = 0.
+async fn create_t(client: &Client, rows: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO t SELECT g, 0 FROM generate_series(1, {rows}) g"
+        ))
+        .await
+        .unwrap();
 }
 
 /// Runs `statement`, retrying serialization failures (40001) as a client must.

@@ -269,16 +269,10 @@ impl PeerHealth {
     /// Peers out of contact for `after` or longer that are not evicted yet
     /// ([`due_for_eviction`]).
     pub fn due_for_eviction(&self, after: Duration) -> Vec<DcId> {
-        let now = self.start.elapsed();
-        let heard_ago: Vec<Option<Duration>> = self
-            .heard
-            .iter()
-            .map(|h| match h.load(Ordering::Relaxed) {
-                0 => None,
-                at => Some(now.saturating_sub(Duration::from_micros(at - 1))),
-            })
+        let heard_ago: Vec<Option<Duration>> = (0..self.heard.len() as DcId)
+            .map(|d| self.heard_ago(d))
             .collect();
-        due_for_eviction(self.me, &heard_ago, now, after)
+        due_for_eviction(self.me, &heard_ago, self.start.elapsed(), after)
             .into_iter()
             .filter(|d| !self.evicted[usize::from(*d)].load(Ordering::Relaxed))
             .collect()
@@ -287,14 +281,18 @@ impl PeerHealth {
     /// How long `dc` has not been heard: since its last batch, or since this node
     /// started if none came (what `Silence` answers a peer).
     pub fn silent_for(&self, dc: DcId) -> Duration {
-        let now = self.start.elapsed();
-        match self
-            .heard
-            .get(usize::from(dc))
-            .map(|h| h.load(Ordering::Relaxed))
-        {
-            None | Some(0) => now,
-            Some(at) => now.saturating_sub(Duration::from_micros(at - 1)),
+        self.heard_ago(dc).unwrap_or_else(|| self.start.elapsed())
+    }
+
+    /// How long ago `dc` was last heard (None: not since this node started).
+    fn heard_ago(&self, dc: DcId) -> Option<Duration> {
+        match self.heard.get(usize::from(dc))?.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                self.start
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(at - 1)),
+            ),
         }
     }
 
@@ -320,16 +318,13 @@ impl PeerHealth {
     }
 
     pub fn statuses(&self) -> Vec<DcStatus> {
-        let now = self.start.elapsed();
         self.topology
             .dcs
             .iter()
             .map(|dc| {
                 let local = dc.id == self.me;
                 let (link, cut) = self.wan.link(self.me, dc.id);
-                let heard = self.heard[usize::from(dc.id)].load(Ordering::Relaxed);
-                let ago = (!local && heard > 0)
-                    .then(|| now.saturating_sub(Duration::from_micros(heard - 1)));
+                let ago = if local { None } else { self.heard_ago(dc.id) };
                 let state = if local {
                     "local"
                 } else if self.offset_beyond_bound(dc.id).is_some() {
@@ -372,18 +367,8 @@ impl ClusterView for PeerHealth {
     }
 
     fn suspected(&self) -> Vec<DcId> {
-        let now = self.start.elapsed();
         (0..self.heard.len() as DcId)
-            .filter(|d| *d != self.me)
-            .filter(|d| {
-                let at = self.heard[usize::from(*d)].load(Ordering::Relaxed);
-                let since = if at == 0 {
-                    Duration::ZERO
-                } else {
-                    Duration::from_micros(at - 1)
-                };
-                now.saturating_sub(since) >= SUSPECT_AFTER
-            })
+            .filter(|d| *d != self.me && self.silent_for(*d) >= SUSPECT_AFTER)
             .collect()
     }
 }
