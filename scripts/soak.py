@@ -10,8 +10,8 @@ store's estimated keys and the memory RocksDB reports (memtables, block cache, t
 readers); and the node's RSS and data directory size in MiB. At the end it prints each
 node's RSS range over the reports taken at least --warmup-minutes after the node (re)started.
 
-With --evict-after-s below --down-s, every killed DC is evicted by its peers while it is
-down (docs/protocol.md §7.8): its restart is refused, and the soak rebuilds it as an
+With --evict-after-s below --down-s (or a --max-history-records reached while a DC is
+down for more than 10 s), every killed DC is evicted by its peers while it is down (docs/protocol.md §7.8): its restart is refused, and the soak rebuilds it as an
 operator would (its directory removed, `meridian node --rejoin` on an empty one).
 
 Exit status 1 if a node reports a 10 s interval with no commit while a majority of DCs
@@ -46,6 +46,9 @@ def parse_args():
     p.add_argument("--evict-after-s", type=int, default=600,
                    help="peers evict a DC out of contact this long (the cluster file's "
                         "evict_after_s)")
+    p.add_argument("--max-history-records", type=int, default=100000,
+                   help="or sooner, once its peers hold this many records for it (the "
+                        "cluster file's max_history_records)")
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--gc-ttl-s", type=int, default=60,
                    help="old versions are kept this long (MERIDIAN_GC_TTL_S; 4 h by default "
@@ -68,7 +71,8 @@ class Cluster:
         self.demo = subprocess.Popen(
             [args.bin, "demo", "--dcs", str(DCS), "--wan-delay-ms", str(args.wan_delay_ms),
              "--base-port", str(self.base), "--data-dir", self.demo_dir,
-             "--evict-after-s", str(args.evict_after_s)],
+             "--evict-after-s", str(args.evict_after_s),
+             "--max-history-records", str(args.max_history_records)],
             stdout=open(os.path.join(work, "demo.out"), "w"), stderr=subprocess.STDOUT)
         info = os.path.join(self.demo_dir, "demo.json")
         for _ in range(600):

@@ -4,7 +4,8 @@
 # store keys per DC); exits 1 if a node stops committing while a majority is up.
 #   scripts/soak.sh [--minutes 30] [--wan-delay-ms 10] [--clients 4] [--kill-every-s 180]
 #                   [--gc-ttl-s 60]
-#                   [--down-s 10] [--evict-after-s 600] [--warmup-minutes 5] [--keep DIR]
+#                   [--down-s 10] [--evict-after-s 600] [--max-history-records 100000]
+#                   [--warmup-minutes 5] [--keep DIR]
 # With --evict-after-s below --down-s each killed DC is evicted and rebuilt (--rejoin).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

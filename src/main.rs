@@ -109,6 +109,10 @@ enum Command {
         /// history for it; it rejoins only rebuilt (`meridian node --rejoin`).
         #[arg(long, default_value_t = cluster::topology::DEFAULT_EVICT_AFTER_S)]
         evict_after_s: u64,
+        /// Or sooner, once its peers hold this many protocol records of history for it
+        /// (and it has been out of contact for 10 s).
+        #[arg(long, default_value_t = cluster::topology::DEFAULT_MAX_HISTORY_RECORDS)]
+        max_history_records: u64,
     },
     /// Change the emulated WAN of a running cluster (every node of the cluster file).
     Wan {
@@ -305,12 +309,14 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             learn,
             evict_after_s,
+            max_history_records,
         } => runtime.block_on(cluster::demo::run(cluster::demo::DemoConfig {
             dcs,
             wan_delay_ms,
             base_port,
             data_dir,
             evict_after_s,
+            max_history_records,
             learn: if learn == "owner" {
                 cluster::topology::Learn::Owner
             } else {

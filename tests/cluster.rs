@@ -407,6 +407,32 @@ async fn a_dc_out_longer_than_its_peers_keep_history_is_evicted_then_rebuilt() {
     node.wait().unwrap();
 }
 
+/// A busy cluster does not wait the whole eviction period (ten minutes by default)
+/// holding history for a DC that is out: once the history passes its bound, a DC out of
+/// contact for 10 s is evicted, and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dc_out_while_the_history_held_for_it_passes_its_bound_is_evicted_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start_with(dir.path(), 3, 5, &["--max-history-records", "200"]);
+    let c0 = demo.client(0).await;
+    create_t(&c0, 100).await;
+    kill9(demo.pid(2));
+    let killed = Instant::now();
+    let mut updates = 0;
+    while data_centers(&c0).await[2].2 != "evicted" {
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "DC 2 was not evicted after {updates} commits held for it"
+        );
+        execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
+        updates += 1;
+    }
+    assert!(updates >= 100, "evicted after only {updates} commits");
+    let c1 = demo.client(1).await;
+    wait_state(&c1, 2, "evicted").await;
+    execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
+}
+
 /// Creates table `t (k int PRIMARY KEY, v int NOT NULL)` with rows 1..=`rows`, v = 0.
 async fn create_t(client: &Client, rows: u32) {
     client

@@ -36,6 +36,8 @@ pub struct DemoConfig {
     pub learn: Learn,
     /// A DC out of contact this long is evicted (docs/protocol.md §7.8).
     pub evict_after_s: u64,
+    /// Or once its peers hold this many records of history for it.
+    pub max_history_records: u64,
 }
 
 pub fn topology(cfg: &DemoConfig) -> anyhow::Result<Topology> {
@@ -78,6 +80,7 @@ pub fn topology(cfg: &DemoConfig) -> anyhow::Result<Topology> {
             loss: 0.0,
         },
         evict_after_s: cfg.evict_after_s,
+        max_history_records: cfg.max_history_records,
         dcs,
         tls: None,
     };

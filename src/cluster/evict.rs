@@ -3,7 +3,9 @@
 //! Peers keep every protocol record and outcome a DC has not acknowledged, so that it
 //! can catch up when it comes back; while it is out, that history grows with what the
 //! cluster commits. A node that has not heard a peer for `evict_after_s` (the cluster
-//! file), while it hears a majority, asks the other DCs how long they have not heard it
+//! file) — or for [`MIN_EVICT_AFTER_S`] once it holds more than `max_history_records`
+//! records, so that memory stays bounded however busy the cluster — while it hears a
+//! majority, asks the other DCs how long they have not heard it
 //! (`Silence`); when a majority of DCs, itself included, have not heard it for that
 //! long, the node evicts it: it records that DC's directory as refused
 //! ([`Identity::evict`], durable), stops keeping history for it
@@ -29,7 +31,7 @@ use replication::{quorum, DcId};
 use super::identity::Identity;
 use super::status::PeerHealth;
 use super::tls::{endpoint, PeerTls};
-use super::topology::Topology;
+use super::topology::{Topology, MIN_EVICT_AFTER_S};
 use super::transport::proto::peer_client::PeerClient;
 use super::transport::proto::SilenceRequest;
 
@@ -38,6 +40,17 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a peer's answer to `Silence` is waited for.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a peer must have been out of contact to be evicted while this node holds
+/// `held` protocol records: `evict_after_s`, or [`MIN_EVICT_AFTER_S`] once the history
+/// is past `max_history_records` (only DCs out of contact hold it back that long).
+pub fn eviction_period(topology: &Topology, held: u64) -> Duration {
+    if held > topology.max_history_records {
+        Duration::from_secs(MIN_EVICT_AFTER_S)
+    } else {
+        Duration::from_secs(topology.evict_after_s)
+    }
+}
 
 /// What the watcher needs.
 pub struct Watch {
@@ -53,12 +66,13 @@ impl Watch {
     /// Evicts peers a majority has not heard for the eviction period, for as long as
     /// the node runs.
     pub async fn run(self) {
-        let after = Duration::from_secs(self.topology.evict_after_s);
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
+            let held = self.driver.gauges().records as u64;
+            let after = eviction_period(&self.topology, held);
             for dc in self.health.due_for_eviction(after) {
                 if self.a_majority_has_not_heard(dc, after).await {
-                    self.evict(dc, after).await;
+                    self.evict(dc, after, held).await;
                 }
             }
         }
@@ -94,7 +108,7 @@ impl Watch {
         silent >= quorum(self.topology.dcs.len())
     }
 
-    async fn evict(&self, dc: DcId, after: Duration) {
+    async fn evict(&self, dc: DcId, after: Duration, held: u64) {
         let _membership = self.health.membership.lock().await;
         // Heard meanwhile, or rebuilt (a `Rejoin` counts as hearing it): not any more.
         if !self.health.due_for_eviction(after).contains(&dc) {
@@ -108,6 +122,7 @@ impl Watch {
                     tracing::warn!(
                         dc,
                         after_s = after.as_secs(),
+                        held,
                         "evicted a DC out of contact too long: its history is no longer \
                          kept, and it must be rebuilt (`meridian node --rejoin`) to rejoin"
                     );
@@ -115,5 +130,30 @@ impl Watch {
             }
             Err(e) => tracing::error!(dc, "cannot record the eviction of a DC: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::topology::{Learn, Link};
+
+    #[test]
+    fn a_history_past_its_bound_shortens_the_eviction_period() {
+        let topology = Topology {
+            cluster: "c".into(),
+            learn: Learn::Owner,
+            wan: Link::default(),
+            evict_after_s: 600,
+            max_history_records: 1_000,
+            dcs: Vec::new(),
+            tls: None,
+        };
+        assert_eq!(eviction_period(&topology, 0), Duration::from_secs(600));
+        assert_eq!(eviction_period(&topology, 1_000), Duration::from_secs(600));
+        assert_eq!(
+            eviction_period(&topology, 1_001),
+            Duration::from_secs(MIN_EVICT_AFTER_S)
+        );
     }
 }

@@ -376,7 +376,9 @@ impl ClusterView for PeerHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::topology::{DcSpec, Learn, Link, DEFAULT_EVICT_AFTER_S};
+    use crate::cluster::topology::{
+        DcSpec, Learn, Link, DEFAULT_EVICT_AFTER_S, DEFAULT_MAX_HISTORY_RECORDS,
+    };
 
     fn health(clock_bound_us: u64) -> PeerHealth {
         let dcs = (0..3u8)
@@ -394,6 +396,7 @@ mod tests {
             learn: Learn::Owner,
             wan: Link::default(),
             evict_after_s: DEFAULT_EVICT_AFTER_S,
+            max_history_records: DEFAULT_MAX_HISTORY_RECORDS,
             dcs,
             tls: None,
         };

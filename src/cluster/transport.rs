@@ -749,7 +749,7 @@ pub async fn refused_by_a_peer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::topology::{Learn, DEFAULT_EVICT_AFTER_S};
+    use crate::cluster::topology::{Learn, DEFAULT_EVICT_AFTER_S, DEFAULT_MAX_HISTORY_RECORDS};
     use replication::{Closed, Msg};
 
     fn topology() -> Topology {
@@ -768,6 +768,7 @@ mod tests {
             learn: Learn::Owner,
             wan: Link::default(),
             evict_after_s: DEFAULT_EVICT_AFTER_S,
+            max_history_records: DEFAULT_MAX_HISTORY_RECORDS,
             dcs,
             tls: None,
         }

@@ -93,6 +93,7 @@ pub async fn run(cfg: JepsenConfig) -> anyhow::Result<bool> {
         data_dir: cfg.data_dir.clone(),
         learn: Learn::Owner,
         evict_after_s: crate::cluster::topology::DEFAULT_EVICT_AFTER_S,
+        max_history_records: crate::cluster::topology::DEFAULT_MAX_HISTORY_RECORDS,
     })?;
     let mut cluster = LocalCluster::create(topology, &cfg.data_dir)?;
     cluster.start_all()?;

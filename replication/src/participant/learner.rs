@@ -82,6 +82,9 @@ impl Participant {
         self.waiting.remove(&key);
         let a = self.attempt(key);
         a.recovery = None;
+        // The votes counted to decide are not needed any more, and they are most of
+        // what an attempt holds while it waits (perhaps minutes) for a DC that is out.
+        a.learners = Vec::new();
         match (outcome, a.client) {
             (Outcome::Committed { version }, Some(_)) => a.committed_unacked = Some(version),
             (Outcome::Aborted, Some(client)) => {

@@ -189,6 +189,7 @@ const PUSH_BACKOFF_MAX_LOG2: u32 = 4;
 /// Volatile per-attempt state.
 #[derive(Debug)]
 struct Attempt {
+    /// One per vote instance while undecided; empty once the outcome is known here.
     learners: Vec<Learner>,
     depth: u32,
     /// Highest ballot seen for the attempt: a higher one is progress.
@@ -641,10 +642,15 @@ impl Participant {
         let (dcs, rule, now) = (self.cfg.dcs, self.cfg.learn, self.now);
         let retransmit = self.cfg.retransmit_us;
         let evicted = &self.evicted;
+        let decided = self.durable.outcomes.contains_key(&key);
         self.attempts.entry(key).or_insert_with(|| Attempt {
-            learners: (0..dcs as DcId)
-                .map(|v| Learner::new(v, dcs, rule))
-                .collect(),
+            learners: if decided {
+                Vec::new()
+            } else {
+                (0..dcs as DcId)
+                    .map(|v| Learner::new(v, dcs, rule))
+                    .collect()
+            },
             depth: 0,
             max_ballot: None,
             progress_at: now,

@@ -98,7 +98,11 @@ impl Participant {
         let dcs = self.cfg.dcs;
         let a = self.attempt(key);
         let undecided: Vec<DcId> = (0..dcs as DcId)
-            .filter(|v| a.learners[usize::from(*v)].chosen().is_none())
+            .filter(|v| {
+                a.learners
+                    .get(usize::from(*v))
+                    .is_some_and(|l| l.chosen().is_none())
+            })
             .collect();
         // Above every round this DC promised or saw (durable promises survive restarts).
         let mut round = a.max_ballot.map_or(0, |b| b.round);
