@@ -4,7 +4,7 @@
 //!   meridian start     [--data-dir DIR] [--sql-addr ADDR]     run a node (embedded default)
 //!   meridian node      --cluster FILE --dc N [--data-dir DIR]  run one DC of a cluster
 //!   meridian demo      [--dcs 3] [--wan-delay-ms 50] [--base-port P] [--data-dir DIR]
-//!   meridian wan       --cluster FILE [--delay-ms …] [--cut DC] [--heal DC]
+//!   meridian wan       --cluster FILE [--delay-ms …] [--cut DC] [--deaf DC] [--heal DC]
 //!   meridian sim       …                                        the protocol in simulation
 //!   meridian sqllogic  [--url URL] [--known-failures FILE] FILES…   run .slt files over the wire
 //! ```
@@ -130,8 +130,11 @@ enum Command {
         #[arg(long, value_delimiter = ',', requires = "delay_ms")]
         between: Option<Vec<u8>>,
         /// Cut this DC off from every other DC.
-        #[arg(long, conflicts_with = "heal")]
+        #[arg(long, conflicts_with_all = ["heal", "deaf"])]
         cut: Option<u8>,
+        /// Make this DC deaf: what the others send it is lost, what it sends arrives.
+        #[arg(long, conflicts_with = "heal")]
+        deaf: Option<u8>,
         /// Reconnect this DC.
         #[arg(long)]
         heal: Option<u8>,
@@ -330,14 +333,20 @@ fn main() -> anyhow::Result<()> {
             loss,
             between,
             cut,
+            deaf,
             heal,
             clock_offset_ms,
             clock_dc,
         } => {
             let topology = cluster::topology::Topology::load(&cluster)?;
-            if delay_ms.is_none() && cut.is_none() && heal.is_none() && clock_offset_ms.is_none() {
+            if delay_ms.is_none()
+                && cut.is_none()
+                && deaf.is_none()
+                && heal.is_none()
+                && clock_offset_ms.is_none()
+            {
                 anyhow::bail!(
-                    "nothing to change: give --delay-ms, --cut, --heal or --clock-offset-ms"
+                    "nothing to change: give --delay-ms, --cut, --deaf, --heal or --clock-offset-ms"
                 );
             }
             if between.as_ref().is_some_and(|b| b.len() != 2) {
@@ -352,9 +361,10 @@ fn main() -> anyhow::Result<()> {
                 delay_ms: delay_ms.unwrap_or(0),
                 jitter_ms,
                 loss,
-                set_cut: cut.is_some() || heal.is_some(),
-                dc: u32::from(cut.or(heal).unwrap_or(0)),
-                cut: cut.is_some(),
+                set_cut: cut.is_some() || deaf.is_some() || heal.is_some(),
+                dc: u32::from(cut.or(deaf).or(heal).unwrap_or(0)),
+                cut: cut.is_some() || deaf.is_some(),
+                deaf: deaf.is_some(),
                 set_clock: clock_offset_ms.is_some(),
                 clock_dc: u32::from(clock_dc.unwrap_or(0)),
                 clock_offset_ms: clock_offset_ms.unwrap_or(0),

@@ -433,6 +433,32 @@ async fn a_dc_out_while_the_history_held_for_it_passes_its_bound_is_evicted_earl
     execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
 }
 
+/// A deaf DC (it sends, hears nothing) is heard by its peers but acknowledges nothing,
+/// so the history they keep for it grows as if it were down: it is out of contact, and
+/// evicted as a silent DC is. The cluster goes on committing without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deaf_dc_is_evicted_as_a_silent_one_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start_with(dir.path(), 3, 5, &["--evict-after-s", "10"]);
+    let cluster = dir.path().join("cluster.toml");
+    let c0 = demo.client(0).await;
+    create_t(&c0, 100).await;
+    meridian_wan(&cluster, &["--deaf", "2"]);
+    let deafened = Instant::now();
+    while data_centers(&c0).await[2].2 != "evicted" {
+        assert!(
+            deafened.elapsed() < Duration::from_secs(60),
+            "a deaf DC 2 was not evicted: {:?}",
+            data_centers(&c0).await
+        );
+        execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c1 = demo.client(1).await;
+    wait_state(&c1, 2, "evicted").await;
+    execute_retrying(&c1, "UPDATE t SET v = v + 1 WHERE k = 2").await;
+}
+
 /// Creates table `t (k int PRIMARY KEY, v int NOT NULL)` with rows 1..=`rows`, v = 0.
 async fn create_t(client: &Client, rows: u32) {
     client

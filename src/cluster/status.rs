@@ -151,6 +151,8 @@ pub struct PeerHealth {
     start: Instant,
     /// Per DC: µs after `start` of the last delivery from it, plus one (0: never).
     heard: Vec<AtomicU64>,
+    /// Per DC: the same for the last answer to one of this node's probes: it heard us.
+    answered: Vec<AtomicU64>,
     measured: Vec<Mutex<Measured>>,
     /// Clock offsets against ε (time: µs since `start`).
     offsets: Mutex<OffsetCheck>,
@@ -171,6 +173,7 @@ impl PeerHealth {
 
     pub fn new(topology: Topology, me: DcId, wan: Arc<Wan>, clock_bound_us: u64) -> PeerHealth {
         let heard = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
+        let answered = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
         let measured = topology.dcs.iter().map(|_| Mutex::default()).collect();
         let evicted = topology.dcs.iter().map(|_| Default::default()).collect();
         let offsets = Mutex::new(OffsetCheck::new(me, topology.dcs.len(), clock_bound_us));
@@ -180,6 +183,7 @@ impl PeerHealth {
             wan,
             start: Instant::now(),
             heard,
+            answered,
             measured,
             offsets,
             offset_refused: std::sync::atomic::AtomicBool::new(false),
@@ -193,6 +197,7 @@ impl PeerHealth {
         let Some(m) = self.measured.get(usize::from(dc)) else {
             return;
         };
+        self.stamp(&self.answered, dc);
         let mut m = m.lock();
         if m.rtts.len() == RTT_SAMPLES_MAX {
             m.rtts.pop_front();
@@ -267,32 +272,58 @@ impl PeerHealth {
     }
 
     /// Peers out of contact for `after` or longer that are not evicted yet
-    /// ([`due_for_eviction`]).
+    /// ([`due_for_eviction`]). Contact is both ways: a peer heard but not answering
+    /// probes (deaf: it sends, hears nothing) is out of contact, since it acknowledges
+    /// nothing and its history grows as if it were down.
     pub fn due_for_eviction(&self, after: Duration) -> Vec<DcId> {
-        let heard_ago: Vec<Option<Duration>> = (0..self.heard.len() as DcId)
-            .map(|d| self.heard_ago(d))
+        let contact_ago: Vec<Option<Duration>> = (0..self.heard.len() as DcId)
+            .map(|d| self.contact_ago(d))
             .collect();
-        due_for_eviction(self.me, &heard_ago, self.start.elapsed(), after)
+        due_for_eviction(self.me, &contact_ago, self.start.elapsed(), after)
             .into_iter()
             .filter(|d| !self.evicted[usize::from(*d)].load(Ordering::Relaxed))
             .collect()
     }
 
-    /// How long `dc` has not been heard: since its last batch, or since this node
-    /// started if none came (what `Silence` answers a peer).
+    /// How long `dc` has been out of contact, both ways (what `Silence` answers a
+    /// peer): since its last batch or its last answer to a probe, whichever is older,
+    /// or since this node started.
     pub fn silent_for(&self, dc: DcId) -> Duration {
-        self.heard_ago(dc).unwrap_or_else(|| self.start.elapsed())
+        self.contact_ago(dc).unwrap_or_else(|| self.start.elapsed())
     }
 
     /// How long ago `dc` was last heard (None: not since this node started).
     fn heard_ago(&self, dc: DcId) -> Option<Duration> {
-        match self.heard.get(usize::from(dc))?.load(Ordering::Relaxed) {
+        self.ago(&self.heard, dc)
+    }
+
+    /// How long ago this node and `dc` last heard each other (None: not both since this
+    /// node started).
+    fn contact_ago(&self, dc: DcId) -> Option<Duration> {
+        Some(
+            self.ago(&self.heard, dc)?
+                .max(self.ago(&self.answered, dc)?),
+        )
+    }
+
+    fn ago(&self, stamps: &[AtomicU64], dc: DcId) -> Option<Duration> {
+        match stamps.get(usize::from(dc))?.load(Ordering::Relaxed) {
             0 => None,
             at => Some(
                 self.start
                     .elapsed()
                     .saturating_sub(Duration::from_micros(at - 1)),
             ),
+        }
+    }
+
+    /// Records now as the last time of `stamps` for `dc`.
+    fn stamp(&self, stamps: &[AtomicU64], dc: DcId) {
+        if let Some(at) = stamps.get(usize::from(dc)) {
+            at.store(
+                self.start.elapsed().as_micros() as u64 + 1,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -309,12 +340,14 @@ impl PeerHealth {
         if let Some(e) = self.evicted.get(usize::from(dc)) {
             e.store(false, Ordering::Relaxed);
         }
-        if let Some(at) = self.heard.get(usize::from(dc)) {
-            at.store(
-                self.start.elapsed().as_micros() as u64 + 1,
-                Ordering::Relaxed,
-            );
-        }
+        self.stamp(&self.heard, dc);
+    }
+
+    /// `dc` asked to be rebuilt: it is in contact both ways (it will answer probes once
+    /// it runs), so it is not evicted while it copies.
+    pub fn rejoining(&self, dc: DcId) {
+        self.heard(dc);
+        self.stamp(&self.answered, dc);
     }
 
     pub fn statuses(&self) -> Vec<DcStatus> {
@@ -327,14 +360,18 @@ impl PeerHealth {
                 let ago = if local { None } else { self.heard_ago(dc.id) };
                 let state = if local {
                     "local"
+                } else if self.evicted[usize::from(dc.id)].load(Ordering::Relaxed) {
+                    "evicted"
                 } else if self.offset_beyond_bound(dc.id).is_some() {
                     "clock offset"
                 } else if cut {
                     "cut"
-                } else if self.evicted[usize::from(dc.id)].load(Ordering::Relaxed) {
-                    "evicted"
                 } else if ago.is_some_and(|a| a <= UP_WITHIN) {
-                    "up"
+                    if self.contact_ago(dc.id).is_some_and(|a| a <= UP_WITHIN) {
+                        "up"
+                    } else {
+                        "deaf" // heard, but it answers no probe: it does not hear us
+                    }
                 } else {
                     "unreachable"
                 };
@@ -366,9 +403,15 @@ impl ClusterView for PeerHealth {
         self.offset_refusal()
     }
 
+    /// Peers not heard for [`SUSPECT_AFTER`]. One way only: a probe's answer takes a
+    /// round trip, which on a long link nears the threshold, so a deaf peer is not
+    /// suspected (its split votes wait τ_rec).
     fn suspected(&self) -> Vec<DcId> {
         (0..self.heard.len() as DcId)
-            .filter(|d| *d != self.me && self.silent_for(*d) >= SUSPECT_AFTER)
+            .filter(|d| {
+                *d != self.me
+                    && self.heard_ago(*d).unwrap_or_else(|| self.start.elapsed()) >= SUSPECT_AFTER
+            })
             .collect()
     }
 }
@@ -492,12 +535,41 @@ mod tests {
             "nobody heard"
         );
         h.heard(1);
+        assert_eq!(
+            h.due_for_eviction(after),
+            Vec::<DcId>::new(),
+            "heard, but DC 1 never answered a probe: no contact with a majority"
+        );
+        h.measured(1, 1_000, 0);
         assert_eq!(h.due_for_eviction(after), vec![2], "silent since the start");
         h.set_evicted(2);
         assert_eq!(h.due_for_eviction(after), Vec::<DcId>::new());
         assert_eq!(h.statuses()[2].state, "evicted");
-        h.heard(2);
+        h.rejoining(2);
         assert_eq!(h.statuses()[2].state, "up", "a rebuilt directory is heard");
+        assert_eq!(h.due_for_eviction(after), Vec::<DcId>::new());
+    }
+
+    /// A deaf peer (it sends, hears nothing) is heard but answers no probe: it is out
+    /// of contact, and evicted as a silent one would be, since it acknowledges nothing.
+    #[test]
+    fn a_peer_heard_but_answering_no_probe_is_out_of_contact() {
+        let h = health(1_000);
+        let after = Duration::from_millis(30);
+        for dc in [1, 2] {
+            h.heard(dc);
+            h.measured(dc, 1_000, 0);
+        }
+        std::thread::sleep(2 * after);
+        for dc in [1, 2] {
+            h.heard(dc);
+        }
+        h.measured(1, 1_000, 0);
+        assert_eq!(h.due_for_eviction(after), vec![2]);
+        assert!(h.silent_for(2) >= 2 * after && h.silent_for(1) < after);
+        assert_eq!(h.suspected(), Vec::<DcId>::new(), "suspicion is one way");
+        h.measured(2, 1_000, 0);
+        assert_eq!(h.due_for_eviction(after), Vec::<DcId>::new());
     }
 
     /// Probes that waited out a pause do not stretch the timers: the estimate is each

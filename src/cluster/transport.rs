@@ -126,7 +126,7 @@ impl Peer for PeerService {
         let hello = r.hello.unwrap_or_default();
         let from = self.check_sender(&hello.cluster, hello.from)?;
         // A DC being rebuilt is not silent, and is not evicted while it is recorded.
-        self.health.heard(from);
+        self.health.rejoining(from);
         let _membership = self.health.membership.lock().await;
         super::rejoin::serve(from, &hello, r.copy, &self.identity, self.driver.as_ref()).await
     }
@@ -260,7 +260,11 @@ impl Peer for PeerService {
             self.wan.set_link(between, link);
         }
         if r.set_cut {
-            self.wan.set_cut(dc(r.dc)?, r.cut);
+            if r.cut && r.deaf {
+                self.wan.set_deaf(dc(r.dc)?);
+            } else {
+                self.wan.set_cut(dc(r.dc)?, r.cut);
+            }
         }
         if r.set_clock && dc(r.clock_dc)? == self.me {
             self.wan
@@ -940,7 +944,10 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().from, 0);
         assert_eq!(rx.try_recv().unwrap().from, 0);
         let dc0 = &service.health.statuses()[0];
-        assert_eq!(dc0.state, "up");
+        assert_eq!(
+            dc0.state, "deaf",
+            "heard, but it answered no probe of this node's"
+        );
     }
 
     #[tokio::test]

@@ -29,6 +29,8 @@ struct State {
     default: Link,
     pairs: BTreeMap<(DcId, DcId), Link>,
     cut: BTreeSet<DcId>,
+    /// DCs that send but hear nothing: what is sent to them is lost.
+    deaf: BTreeSet<DcId>,
 }
 
 /// The emulated network between this node's DC and the others, and the emulated offset
@@ -57,6 +59,7 @@ pub struct WanView {
     pub default: Link,
     pub pairs: Vec<((DcId, DcId), Link)>,
     pub cut: Vec<DcId>,
+    pub deaf: Vec<DcId>,
 }
 
 impl Wan {
@@ -66,6 +69,7 @@ impl Wan {
                 default,
                 pairs: BTreeMap::new(),
                 cut: BTreeSet::new(),
+                deaf: BTreeSet::new(),
             }),
             clock_offset_us: AtomicI64::new(0),
         }
@@ -86,7 +90,7 @@ impl Wan {
             return Some(Duration::ZERO);
         }
         let state = self.state.read();
-        if state.cut.contains(&from) || state.cut.contains(&to) {
+        if state.cut.contains(&from) || state.cut.contains(&to) || state.deaf.contains(&to) {
             return None;
         }
         let link = state.pairs.get(&pair(from, to)).unwrap_or(&state.default);
@@ -102,11 +106,12 @@ impl Wan {
         Some(Duration::from_micros(link.delay_ms * 1_000 + jitter))
     }
 
-    /// The link between `a` and `b` and whether either is cut off.
+    /// The link between `a` and `b` and whether it is cut, either way.
     pub fn link(&self, a: DcId, b: DcId) -> (Link, bool) {
         let state = self.state.read();
         let link = *state.pairs.get(&pair(a, b)).unwrap_or(&state.default);
-        (link, state.cut.contains(&a) || state.cut.contains(&b))
+        let lost = |dc| state.cut.contains(dc) || state.deaf.contains(dc);
+        (link, lost(&a) || lost(&b))
     }
 
     /// Sets the link between `a` and `b`, or the default for every pair (None).
@@ -123,14 +128,23 @@ impl Wan {
         }
     }
 
-    /// Cuts `dc` off from every other DC (true), or heals it (false).
+    /// Cuts `dc` off from every other DC (true), or heals it (false), both ways.
     pub fn set_cut(&self, dc: DcId, cut: bool) {
         let mut state = self.state.write();
+        state.deaf.remove(&dc);
         if cut {
             state.cut.insert(dc);
         } else {
             state.cut.remove(&dc);
         }
+    }
+
+    /// Makes `dc` deaf: what any DC sends it is lost, what it sends arrives (healed by
+    /// [`Self::set_cut`] with false).
+    pub fn set_deaf(&self, dc: DcId) {
+        let mut state = self.state.write();
+        state.cut.remove(&dc);
+        state.deaf.insert(dc);
     }
 
     pub fn view(&self) -> WanView {
@@ -139,6 +153,7 @@ impl Wan {
             default: state.default,
             pairs: state.pairs.iter().map(|(k, v)| (*k, *v)).collect(),
             cut: state.cut.iter().copied().collect(),
+            deaf: state.deaf.iter().copied().collect(),
         }
     }
 }
@@ -154,6 +169,10 @@ impl WanView {
         if !self.cut.is_empty() {
             let cut: Vec<String> = self.cut.iter().map(ToString::to_string).collect();
             parts.push(format!("cut: {}", cut.join(",")));
+        }
+        if !self.deaf.is_empty() {
+            let deaf: Vec<String> = self.deaf.iter().map(ToString::to_string).collect();
+            parts.push(format!("deaf: {}", deaf.join(",")));
         }
         parts.join("; ")
     }
@@ -190,6 +209,12 @@ mod tests {
         assert_eq!(wan.delay(0, 1), None);
         assert_eq!(wan.delay(1, 2), None);
         assert_eq!(wan.delay(1, 1), Some(Duration::ZERO));
+        wan.set_cut(1, false);
+        assert!(wan.delay(0, 1).is_some());
+        wan.set_deaf(1);
+        assert_eq!(wan.delay(0, 1), None, "a deaf DC hears nothing");
+        assert!(wan.delay(1, 0).is_some(), "what a deaf DC sends arrives");
+        assert!(wan.link(0, 1).1);
         wan.set_cut(1, false);
         assert!(wan.delay(0, 1).is_some());
         wan.set_link(
