@@ -114,7 +114,12 @@ impl Watch {
         if !self.health.due_for_eviction(after).contains(&dc) {
             return;
         }
-        match self.identity.evict(dc) {
+        // A synced write: off the runtime's worker threads.
+        let identity = self.identity.clone();
+        let recorded = tokio::task::spawn_blocking(move || identity.evict(dc))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the eviction's write failed: {e}")));
+        match recorded {
             Ok(newly) => {
                 self.health.set_evicted(dc);
                 if newly {

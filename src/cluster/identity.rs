@@ -417,6 +417,11 @@ mod tests {
         let why = id.check_peer(1, peer(5)).unwrap_err();
         assert!(why.contains("evicted") && why.contains("--rejoin"), "{why}");
         assert!(id.is_evicted_directory(1, 5) && !id.is_evicted_directory(1, 6));
+        assert!(
+            id.is_evicted_directory(1, 0),
+            "a node too old to name its directory is refused once its DC is evicted"
+        );
+        assert!(!id.is_evicted_directory(0, 0) && !id.is_evicted_directory(1, 6));
         id.accept_rebuilt(1, peer(6)).unwrap();
         id.check_peer(1, peer(6)).unwrap();
         assert!(
