@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -445,7 +446,13 @@ async fn a_deaf_dc_is_evicted_as_a_silent_one_is() {
     create_t(&c0, 100).await;
     meridian_wan(&cluster, &["--deaf", "2"]);
     let deafened = Instant::now();
-    while data_centers(&c0).await[2].2 != "evicted" {
+    let mut seen = BTreeSet::new();
+    loop {
+        let state = data_centers(&c0).await[2].2.clone();
+        if state == "evicted" {
+            break;
+        }
+        seen.insert(state);
         assert!(
             deafened.elapsed() < Duration::from_secs(60),
             "a deaf DC 2 was not evicted: {:?}",
@@ -454,6 +461,7 @@ async fn a_deaf_dc_is_evicted_as_a_silent_one_is() {
         execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(seen.contains("deaf"), "shown before its eviction: {seen:?}");
     let c1 = demo.client(1).await;
     wait_state(&c1, 2, "evicted").await;
     execute_retrying(&c1, "UPDATE t SET v = v + 1 WHERE k = 2").await;

@@ -4,8 +4,8 @@
 //! can catch up when it comes back; while it is out, that history grows with what the
 //! cluster commits. A node that has not heard a peer for `evict_after_s` (the cluster
 //! file) — or for [`MIN_EVICT_AFTER_S`] once it holds more than `max_history_records`
-//! records, so that memory stays bounded however busy the cluster — while it hears a
-//! majority, asks the other DCs how long they have not heard it
+//! attempts that peer has not acknowledged, so that memory stays bounded however busy
+//! the cluster — while it is in contact with a majority, asks the other DCs how long they have not heard it
 //! (`Silence`); when a majority of DCs, itself included, have not heard it for that
 //! long, the node evicts it: it records that DC's directory as refused
 //! ([`Identity::evict`], durable), stops keeping history for it
@@ -42,10 +42,12 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a peer must have been out of contact to be evicted while this node holds
-/// `held` protocol records: `evict_after_s`, or [`MIN_EVICT_AFTER_S`] once the history
-/// is past `max_history_records` (only DCs out of contact hold it back that long).
-pub fn eviction_period(topology: &Topology, held: u64) -> Duration {
-    if held > topology.max_history_records {
+/// `held` attempts it is not known to have the outcome of: `evict_after_s`, or
+/// [`MIN_EVICT_AFTER_S`] once that history is past `max_history_records` — unless the
+/// peer is being rebuilt: its copy may take minutes, and the history kept for it meanwhile
+/// is what it will catch up on.
+pub fn eviction_period(topology: &Topology, held: u64, rebuilding: bool) -> Duration {
+    if held > topology.max_history_records && !rebuilding {
         Duration::from_secs(MIN_EVICT_AFTER_S)
     } else {
         Duration::from_secs(topology.evict_after_s)
@@ -66,12 +68,22 @@ impl Watch {
     /// Evicts peers a majority has not heard for the eviction period, for as long as
     /// the node runs.
     pub async fn run(self) {
+        let bound = usize::try_from(self.topology.max_history_records).unwrap_or(usize::MAX);
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
-            let held = self.driver.gauges().records as u64;
-            let after = eviction_period(&self.topology, held);
-            for dc in self.health.due_for_eviction(after) {
-                if self.a_majority_has_not_heard(dc, after).await {
+            let shortest = Duration::from_secs(MIN_EVICT_AFTER_S);
+            let candidates = self.health.due_for_eviction(shortest);
+            if candidates.is_empty() {
+                continue;
+            }
+            let held = self.driver.held_for_past(bound);
+            for dc in candidates {
+                let held = held.as_ref().map_or(0, |h| h[usize::from(dc)]) as u64;
+                let rebuilding = self.health.is_rebuilding(dc);
+                let after = eviction_period(&self.topology, held, rebuilding);
+                if self.health.silent_for(dc) >= after
+                    && self.a_majority_has_not_heard(dc, after).await
+                {
                     self.evict(dc, after, held).await;
                 }
             }
@@ -154,11 +166,14 @@ mod tests {
             dcs: Vec::new(),
             tls: None,
         };
-        assert_eq!(eviction_period(&topology, 0), Duration::from_secs(600));
-        assert_eq!(eviction_period(&topology, 1_000), Duration::from_secs(600));
+        let period = |held, rebuilding| eviction_period(&topology, held, rebuilding);
+        assert_eq!(period(0, false), Duration::from_secs(600));
+        assert_eq!(period(1_000, false), Duration::from_secs(600));
+        assert_eq!(period(1_001, false), Duration::from_secs(MIN_EVICT_AFTER_S));
         assert_eq!(
-            eviction_period(&topology, 1_001),
-            Duration::from_secs(MIN_EVICT_AFTER_S)
+            period(1_001, true),
+            Duration::from_secs(600),
+            "a DC copying its rebuild is given the whole period"
         );
     }
 }

@@ -41,18 +41,23 @@ pub fn due_for_eviction(
     uptime: Duration,
     after: Duration,
 ) -> Vec<DcId> {
-    let in_contact = heard_ago
-        .iter()
-        .enumerate()
-        .filter(|(d, ago)| *d == usize::from(me) || ago.is_some_and(|a| a <= UP_WITHIN))
-        .count();
-    if in_contact <= heard_ago.len() / 2 {
+    if !in_contact_with_majority(me, heard_ago) {
         return Vec::new();
     }
     (0..heard_ago.len())
         .filter(|d| *d != usize::from(me) && heard_ago[*d].unwrap_or(uptime) >= after)
         .map(|d| d as DcId)
         .collect()
+}
+
+/// Whether a majority of DCs, `me` included, were heard within [`UP_WITHIN`].
+fn in_contact_with_majority(me: DcId, heard_ago: &[Option<Duration>]) -> bool {
+    let in_contact = heard_ago
+        .iter()
+        .enumerate()
+        .filter(|(d, ago)| *d == usize::from(me) || ago.is_some_and(|a| a <= UP_WITHIN))
+        .count();
+    in_contact > heard_ago.len() / 2
 }
 
 /// What probes measured of one peer's round trips.
@@ -153,6 +158,8 @@ pub struct PeerHealth {
     heard: Vec<AtomicU64>,
     /// Per DC: the same for the last answer to one of this node's probes: it heard us.
     answered: Vec<AtomicU64>,
+    /// Per DC: it asked to be rebuilt (`Rejoin`) and has sent nothing since.
+    rebuilding: Vec<std::sync::atomic::AtomicBool>,
     measured: Vec<Mutex<Measured>>,
     /// Clock offsets against ε (time: µs since `start`).
     offsets: Mutex<OffsetCheck>,
@@ -176,6 +183,7 @@ impl PeerHealth {
         let answered = topology.dcs.iter().map(|_| AtomicU64::new(0)).collect();
         let measured = topology.dcs.iter().map(|_| Mutex::default()).collect();
         let evicted = topology.dcs.iter().map(|_| Default::default()).collect();
+        let rebuilding = topology.dcs.iter().map(|_| Default::default()).collect();
         let offsets = Mutex::new(OffsetCheck::new(me, topology.dcs.len(), clock_bound_us));
         PeerHealth {
             topology,
@@ -184,6 +192,7 @@ impl PeerHealth {
             start: Instant::now(),
             heard,
             answered,
+            rebuilding,
             measured,
             offsets,
             offset_refused: std::sync::atomic::AtomicBool::new(false),
@@ -337,17 +346,39 @@ impl PeerHealth {
 
     /// A batch from `dc` arrived.
     pub fn heard(&self, dc: DcId) {
-        if let Some(e) = self.evicted.get(usize::from(dc)) {
-            e.store(false, Ordering::Relaxed);
+        for flag in [&self.evicted, &self.rebuilding] {
+            if let Some(f) = flag.get(usize::from(dc)) {
+                f.store(false, Ordering::Relaxed);
+            }
         }
         self.stamp(&self.heard, dc);
     }
 
-    /// `dc` asked to be rebuilt: it is in contact both ways (it will answer probes once
-    /// it runs), so it is not evicted while it copies.
+    /// `dc` asked to be rebuilt: it counts as in contact both ways now, and until it
+    /// sends again (once its copy is written and it runs) it is being rebuilt, which
+    /// the eviction period allows for ([`super::evict::eviction_period`]).
     pub fn rejoining(&self, dc: DcId) {
         self.heard(dc);
         self.stamp(&self.answered, dc);
+        if let Some(f) = self.rebuilding.get(usize::from(dc)) {
+            f.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `dc` asked to be rebuilt and has sent nothing since.
+    pub fn is_rebuilding(&self, dc: DcId) -> bool {
+        self.rebuilding
+            .get(usize::from(dc))
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Whether this node is in contact, both ways, with a majority of DCs (itself
+    /// included): only then does it judge who is out (see [`due_for_eviction`]).
+    pub fn in_contact_with_majority(&self) -> bool {
+        let ago: Vec<Option<Duration>> = (0..self.heard.len() as DcId)
+            .map(|d| self.contact_ago(d))
+            .collect();
+        in_contact_with_majority(self.me, &ago)
     }
 
     pub fn statuses(&self) -> Vec<DcStatus> {
@@ -548,6 +579,9 @@ mod tests {
         h.rejoining(2);
         assert_eq!(h.statuses()[2].state, "up", "a rebuilt directory is heard");
         assert_eq!(h.due_for_eviction(after), Vec::<DcId>::new());
+        assert!(h.is_rebuilding(2), "until it sends: its copy may take long");
+        h.heard(2);
+        assert!(!h.is_rebuilding(2));
     }
 
     /// A deaf peer (it sends, hears nothing) is heard but answers no probe: it is out

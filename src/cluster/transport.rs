@@ -141,8 +141,15 @@ impl Peer for PeerService {
             .ok()
             .filter(|d| usize::from(*d) < self.dcs)
             .ok_or_else(|| Status::invalid_argument(format!("no DC {}", r.dc)))?;
+        // A node out of contact with a majority cannot tell who is out: it abstains
+        // (answers 0), as it would not evict anyone itself.
+        let silent = if self.health.in_contact_with_majority() {
+            self.health.silent_for(dc)
+        } else {
+            Duration::ZERO
+        };
         Ok(Response::new(proto::SilenceReply {
-            silent_ms: self.health.silent_for(dc).as_millis() as u64,
+            silent_ms: silent.as_millis() as u64,
         }))
     }
 

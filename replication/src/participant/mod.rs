@@ -446,6 +446,25 @@ impl Participant {
         &self.durable
     }
 
+    /// Protocol records held (not yet retired): a constant-time [`Gauges::records`].
+    pub fn records_held(&self) -> usize {
+        self.durable.records.len()
+    }
+
+    /// Per DC, the attempts held here that it is not known to hold the outcome of: the
+    /// history kept for it (§7.8). Walks every attempt.
+    pub fn held_for(&self) -> Vec<usize> {
+        let mut held = vec![0; self.cfg.dcs];
+        for a in self.attempts.values() {
+            for (dc, n) in held.iter_mut().enumerate() {
+                if dc != usize::from(self.cfg.me) && !a.informed.contains(&(dc as DcId)) {
+                    *n += 1;
+                }
+            }
+        }
+        held
+    }
+
     /// A_d (§7.6): every committed transaction with a version at or below it has been
     /// handed to the caller to apply.
     pub fn complete(&self) -> Version {

@@ -97,6 +97,7 @@ impl Participant {
         let me = self.cfg.me;
         let dcs = self.cfg.dcs;
         let a = self.attempt(key);
+        debug_assert!(!a.learners.is_empty(), "recovering a decided attempt");
         let undecided: Vec<DcId> = (0..dcs as DcId)
             .filter(|v| {
                 a.learners

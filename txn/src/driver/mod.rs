@@ -280,6 +280,13 @@ impl DriverHandle {
         self.shared.participant.lock().gauges()
     }
 
+    /// The history kept for each DC ([`replication::Participant::held_for`]), or None
+    /// while the participant holds at most `bound` records in all (the walk is skipped).
+    pub fn held_for_past(&self, bound: usize) -> Option<Vec<usize>> {
+        let participant = self.shared.participant.lock();
+        (participant.records_held() > bound).then(|| participant.held_for())
+    }
+
     /// Commits a transaction that executed here through the protocol. The error means
     /// the outcome is unknown (the driver stopped).
     pub async fn commit(
