@@ -103,15 +103,19 @@ impl Watch {
             else {
                 continue;
             };
-            let Ok(channel) = endpoint.connect().await else {
-                continue; // down: it does not count either way
-            };
             let request = SilenceRequest {
                 cluster: self.topology.cluster.clone(),
                 from: u32::from(self.me),
                 dc: u32::from(dc),
             };
-            if let Ok(reply) = PeerClient::new(channel).silence(request).await {
+            // Bounded as a whole (a TLS handshake is not under the connect timeout); a
+            // peer down or not answering does not count either way.
+            let asked = tokio::time::timeout(2 * ASK_TIMEOUT, async {
+                let channel = endpoint.connect().await.ok()?;
+                PeerClient::new(channel).silence(request).await.ok()
+            })
+            .await;
+            if let Ok(Some(reply)) = asked {
                 if Duration::from_millis(reply.into_inner().silent_ms) >= after {
                     silent += 1;
                 }

@@ -738,13 +738,21 @@ pub async fn refused_by_a_peer(
     tls: Option<&PeerTls>,
     identity: &Identity,
 ) -> anyhow::Result<Option<String>> {
+    const ASK: Duration = Duration::from_secs(2);
     for dc in topology.dcs.iter().filter(|d| d.id != me) {
-        let endpoint = endpoint(dc.peer, &dc.name, tls, Duration::from_secs(2))?;
-        let Ok(channel) = endpoint.connect().await else {
-            continue; // down: it refuses this node when it comes back, if it must
-        };
+        let endpoint = endpoint(dc.peer, &dc.name, tls, ASK)?;
         let request = hello_request(&topology.cluster, me, identity);
-        if let Err(status) = PeerClient::new(channel).hello(request).await {
+        // The whole exchange is bounded: a peer starting at the same moment has its
+        // port bound but serves nothing until its own check is done, and with TLS the
+        // handshake is not covered by the connect timeout. Nodes of a cluster started
+        // together waited on each other for ever.
+        let asked = tokio::time::timeout(2 * ASK, async {
+            let channel = endpoint.connect().await.ok()?;
+            Some(PeerClient::new(channel).hello(request).await)
+        })
+        .await;
+        // Down, or not serving yet: it refuses this node when it comes back, if it must.
+        if let Ok(Some(Err(status))) = asked {
             if status.code() == tonic::Code::PermissionDenied {
                 return Ok(Some(format!(
                     "DC {} refuses it: {}",
