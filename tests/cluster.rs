@@ -366,14 +366,7 @@ async fn a_dc_out_longer_than_its_peers_keep_history_is_evicted_then_rebuilt() {
         assert!(!states.iter().any(|s| s == "evicted"), "{states:?}");
     }
     kill9(demo.pid(2));
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut updates = 0;
-    while data_centers(&c0).await[2].2 != "evicted" {
-        assert!(Instant::now() < deadline, "DC 2 was never evicted");
-        execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
-        updates += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (updates, _) = update_until_evicted(&c0, 2, Duration::from_secs(40), PAUSE).await;
     wait_state(&c1, 2, "evicted").await;
     let own = dir.path().join("dc2");
     let why = start_refused(&cluster, 2, &own);
@@ -418,16 +411,7 @@ async fn a_dc_out_while_the_history_held_for_it_passes_its_bound_is_evicted_earl
     let c0 = demo.client(0).await;
     create_t(&c0, 100).await;
     kill9(demo.pid(2));
-    let killed = Instant::now();
-    let mut updates = 0;
-    while data_centers(&c0).await[2].2 != "evicted" {
-        assert!(
-            killed.elapsed() < Duration::from_secs(60),
-            "DC 2 was not evicted after {updates} commits held for it"
-        );
-        execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
-        updates += 1;
-    }
+    let (updates, _) = update_until_evicted(&c0, 2, Duration::from_secs(60), Duration::ZERO).await;
     assert!(updates >= 100, "evicted after only {updates} commits");
     let c1 = demo.client(1).await;
     wait_state(&c1, 2, "evicted").await;
@@ -445,26 +429,42 @@ async fn a_deaf_dc_is_evicted_as_a_silent_one_is() {
     let c0 = demo.client(0).await;
     create_t(&c0, 100).await;
     meridian_wan(&cluster, &["--deaf", "2"]);
-    let deafened = Instant::now();
-    let mut seen = BTreeSet::new();
-    loop {
-        let state = data_centers(&c0).await[2].2.clone();
-        if state == "evicted" {
-            break;
-        }
-        seen.insert(state);
-        assert!(
-            deafened.elapsed() < Duration::from_secs(60),
-            "a deaf DC 2 was not evicted: {:?}",
-            data_centers(&c0).await
-        );
-        execute_retrying(&c0, "UPDATE t SET v = v + 1 WHERE k = 1").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_, seen) = update_until_evicted(&c0, 2, Duration::from_secs(60), PAUSE).await;
     assert!(seen.contains("deaf"), "shown before its eviction: {seen:?}");
     let c1 = demo.client(1).await;
     wait_state(&c1, 2, "evicted").await;
     execute_retrying(&c1, "UPDATE t SET v = v + 1 WHERE k = 2").await;
+}
+
+/// Between two updates of [`update_until_evicted`], when it should not flood.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// Increments `t`'s row 1 through `client`, pausing `pause` after each commit, until
+/// `client`'s node shows DC `dc` as `evicted`; fails if that takes longer than
+/// `within`. Returns the commits made and every other state shown meanwhile.
+async fn update_until_evicted(
+    client: &Client,
+    dc: usize,
+    within: Duration,
+    pause: Duration,
+) -> (i32, BTreeSet<String>) {
+    let start = Instant::now();
+    let (mut updates, mut seen) = (0, BTreeSet::new());
+    loop {
+        let state = data_centers(client).await[dc].2.clone();
+        if state == "evicted" {
+            return (updates, seen);
+        }
+        seen.insert(state);
+        assert!(
+            start.elapsed() < within,
+            "DC {dc} not evicted within {within:?} ({updates} commits held for it): \
+             shown {seen:?}"
+        );
+        execute_retrying(client, "UPDATE t SET v = v + 1 WHERE k = 1").await;
+        updates += 1;
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Creates table `t (k int PRIMARY KEY, v int NOT NULL)` with rows 1..=`rows`, v = 0.

@@ -5,8 +5,8 @@
 //! cluster commits. A node that has not heard a peer for `evict_after_s` (the cluster
 //! file) — or for [`MIN_EVICT_AFTER_S`] once it holds more than `max_history_records`
 //! attempts that peer has not acknowledged, so that memory stays bounded however busy
-//! the cluster — while it is in contact with a majority, asks the other DCs how long they have not heard it
-//! (`Silence`); when a majority of DCs, itself included, have not heard it for that
+//! the cluster — while it is in contact with a majority, asks the other DCs how long
+//! they have not heard it (`Silence`); when a majority of DCs, itself included, have not heard it for that
 //! long, the node evicts it: it records that DC's directory as refused
 //! ([`Identity::evict`], durable), stops keeping history for it
 //! ([`txn::DriverHandle::evict`]) and shows it as `evicted` in `SHOW DATA CENTERS`. The

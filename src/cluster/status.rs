@@ -285,10 +285,7 @@ impl PeerHealth {
     /// probes (deaf: it sends, hears nothing) is out of contact, since it acknowledges
     /// nothing and its history grows as if it were down.
     pub fn due_for_eviction(&self, after: Duration) -> Vec<DcId> {
-        let contact_ago: Vec<Option<Duration>> = (0..self.heard.len() as DcId)
-            .map(|d| self.contact_ago(d))
-            .collect();
-        due_for_eviction(self.me, &contact_ago, self.start.elapsed(), after)
+        due_for_eviction(self.me, &self.contacts_ago(), self.start.elapsed(), after)
             .into_iter()
             .filter(|d| !self.evicted[usize::from(*d)].load(Ordering::Relaxed))
             .collect()
@@ -313,6 +310,13 @@ impl PeerHealth {
             self.ago(&self.heard, dc)?
                 .max(self.ago(&self.answered, dc)?),
         )
+    }
+
+    /// [`Self::contact_ago`] of every DC.
+    fn contacts_ago(&self) -> Vec<Option<Duration>> {
+        (0..self.heard.len() as DcId)
+            .map(|d| self.contact_ago(d))
+            .collect()
     }
 
     fn ago(&self, stamps: &[AtomicU64], dc: DcId) -> Option<Duration> {
@@ -375,10 +379,7 @@ impl PeerHealth {
     /// Whether this node is in contact, both ways, with a majority of DCs (itself
     /// included): only then does it judge who is out (see [`due_for_eviction`]).
     pub fn in_contact_with_majority(&self) -> bool {
-        let ago: Vec<Option<Duration>> = (0..self.heard.len() as DcId)
-            .map(|d| self.contact_ago(d))
-            .collect();
-        in_contact_with_majority(self.me, &ago)
+        in_contact_with_majority(self.me, &self.contacts_ago())
     }
 
     pub fn statuses(&self) -> Vec<DcStatus> {

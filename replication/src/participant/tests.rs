@@ -860,6 +860,8 @@ fn attempts_waiting_only_for_a_down_dc_are_not_walked_every_tick() {
     let g = net.dcs[0].as_ref().unwrap().gauges();
     assert_eq!(g.attempts, 10, "kept for DC 2");
     assert_eq!(g.active, 0, "none has anything due");
+    let held = net.dcs[0].as_ref().unwrap().held_for();
+    assert_eq!(held, vec![0, 0, 10], "the history is kept for DC 2 only");
     net.restart(2, LearnRule::OwnerCounting);
     net.run(net.now + 400 * UNIT);
     for d in 0..3 {
